@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.db import connection
+from redis import Redis
+
+from workers.recorder import drain
+from workers.tracking import TrackingSimpleWorker, TrackingWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def redis_conn() -> Iterator[Redis]:
+    """The run's private Redis (tests/services_plugin.py), emptied before every test."""
+    conn = Redis.from_url(settings.REDIS_URL)
+    conn.flushdb()
+    yield conn
+    conn.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def run_burst(transactional_db: None) -> Callable[..., None]:
+    """Run a real jobsite worker in this process until the queues are empty, then record."""
+
+    def run(*queues: str, simple: bool = False) -> None:
+        worker = django_rq.get_worker(
+            *(queues or settings.JOBSITE_QUEUES),
+            worker_class=TrackingSimpleWorker if simple else TrackingWorker,
+        )
+        worker.work(burst=True, with_scheduler=False)
+        drain()
+
+    return run
+
+
+def database_url() -> str:
+    """The URL of the test database, for processes this test starts."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "") + "@" if s.get("USER") else ""
+    return f"postgres://{auth}{host}:{port}/{s['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+        self.process, self.name, self.log = process, name, log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `manage.py rqworker` as a real process against the test database."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        *queues: str, simple: bool = False, name: str | None = None, extra: tuple[str, ...] = ()
+    ) -> WorkerProcess:
+        name = name or f"test-worker-{len(started)}-{os.getpid()}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "jobsite.settings.test",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = tmp_path / f"{name}.log"
+        args = [sys.executable, "manage.py", "rqworker", "--name", name, *(["--simple"] if simple else []), *extra]
+        process = subprocess.Popen([*args, *queues], cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        worker = WorkerProcess(process, name, log)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,48 @@
+"""Job functions the tests enqueue: importable by worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django.conf import settings
+from redis import Redis
+
+from workers import progress
+
+
+def _redis() -> Redis:
+    return Redis.from_url(settings.REDIS_URL)
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def flaky(name: str, failures: int) -> str:
+    """Fails the first ``failures`` calls for ``name``, then succeeds."""
+    calls = _redis().incr(f"test:flaky:{name}")
+    if calls <= failures:
+        raise ConnectionError(f"transient failure {calls} of {failures}")
+    return f"ok after {calls} calls"
+
+
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
+def hang_and_report_pid(name: str, seconds: float = 60) -> None:
+    """Publishes the process id running it, then hangs: for kill tests."""
+    _redis().set(f"test:pid:{name}", os.getpid())
+    time.sleep(seconds)
+
+
+def count_and_report(steps: int) -> int:
+    for done in range(1, steps + 1):
+        progress(done, steps, f"step {done}")
+    return steps

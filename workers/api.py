@@ -1,0 +1,153 @@
+"""The producer side: enqueue jobs with jobsite's options, report progress from inside one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from rq import get_current_job
+from rq.job import Job
+
+from . import events
+from .models import JobOrigin
+from .retry import RetryPolicy, policy_for
+from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, TrackedJob
+
+
+class EnqueueError(ValueError):
+    """Bad input to ``enqueue``: nothing was enqueued."""
+
+
+def _resolve(func: Callable[..., Any] | str) -> Callable[..., Any] | str:
+    if callable(func):
+        return func
+    if not isinstance(func, str) or "." not in func:
+        raise EnqueueError(f"func must be a callable or a dotted path like 'app.jobs.name', not {func!r}")
+    try:
+        target = import_string(func)
+    except ImportError as exc:
+        raise EnqueueError(f"cannot import job function {func!r}: {exc}") from exc
+    if not callable(target):
+        raise EnqueueError(f"{func!r} is not callable")
+    return func
+
+
+def enqueue(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    queue: str = "default",
+    key: str | None = None,
+    max_attempts: int | None = None,
+    at: datetime | None = None,
+    delay: timedelta | None = None,
+    timeout: int | None = None,
+    retry_policy: RetryPolicy | None = None,
+    **job_kwargs: Any,
+) -> Job:
+    """Enqueue ``func(*args, **job_kwargs)``; returns the RQ job (``job.id`` is the record's id).
+
+    Inside a database transaction the job is pushed to Redis when it commits, so a job
+    never runs against rows that do not exist yet; the returned job already has its id.
+    """
+    return job_enqueue(
+        func,
+        args=args,
+        kwargs=job_kwargs,
+        queue=queue,
+        key=key,
+        max_attempts=max_attempts,
+        at=at,
+        delay=delay,
+        timeout=timeout,
+        retry_policy=retry_policy,
+    )
+
+
+def job_enqueue(
+    func: Callable[..., Any] | str,
+    *,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    queue: str = "default",
+    key: str | None = None,
+    max_attempts: int | None = None,
+    at: datetime | None = None,
+    delay: timedelta | None = None,
+    timeout: int | None = None,
+    retry_policy: RetryPolicy | None = None,
+    origin: str = JobOrigin.EVENT,
+    parent_job_id: str = "",
+    job_id: str | None = None,
+) -> Job:
+    """``enqueue`` with every option spelled out, for schedules, fan-outs and retries."""
+    import django_rq
+
+    if queue not in settings.RQ_QUEUES:
+        raise EnqueueError(f"unknown queue {queue!r}; configured queues: {', '.join(settings.RQ_QUEUES)}")
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        raise EnqueueError(f"max_attempts must be a whole number >= 1, not {max_attempts!r}")
+    if timeout is not None and (not isinstance(timeout, int) or timeout < 1):
+        raise EnqueueError(f"timeout must be a whole number of seconds >= 1, not {timeout!r}")
+    if at is not None and delay is not None:
+        raise EnqueueError("give at= or delay=, not both")
+    if at is not None and timezone.is_naive(at):
+        raise EnqueueError("at= must be a timezone-aware datetime")
+    if delay is not None and delay.total_seconds() < 0:
+        raise EnqueueError("delay= must not be negative")
+    if origin not in JobOrigin.values:
+        raise EnqueueError(f"unknown origin {origin!r}")
+    target = _resolve(func)
+    policy = retry_policy or policy_for(queue)
+    meta: dict[str, Any] = {
+        META_MAX_ATTEMPTS: max_attempts or policy.max_attempts,
+        META_ORIGIN: origin,
+    }
+    if retry_policy is not None:
+        meta[META_RETRY] = retry_policy.as_meta()
+    if key:
+        meta[META_KEY] = events.bounded(str(key), 255)
+    if parent_job_id:
+        meta[META_PARENT] = parent_job_id
+    rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
+    job = rq_queue.create_job(
+        target,
+        args=tuple(args),
+        kwargs=dict(kwargs or {}),
+        timeout=timeout,
+        meta=meta,
+        job_id=job_id,
+        result_ttl=settings.JOBSITE.get("RESULT_TTL", 3600),
+        failure_ttl=settings.JOBSITE["DEAD_JOB_TTL"],
+    )
+    when = at if at is not None else (timezone.now() + delay if delay is not None else None)
+
+    def push() -> None:
+        if when is not None and when > timezone.now():
+            rq_queue.schedule_job(job, when)
+        else:
+            rq_queue.enqueue_job(job)
+
+    transaction.on_commit(push)  # runs at once outside a transaction
+    return job
+
+
+def progress(done: float, total: float, message: str | None = None) -> None:
+    """Report from inside a job how far it is: ``progress(3, 10, "rendering")``."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("progress() can only be called from inside a running job")
+    if total <= 0 or done < 0:
+        raise ValueError(f"progress needs total > 0 and done >= 0, not done={done!r} total={total!r}")
+    percent = max(0, min(100, int(done * 100 / total)))
+    text = events.bounded(message or "", 255)
+    last = getattr(job, "_jobsite_last_progress", None)
+    if last == (percent, text):
+        return  # nothing new to show: spare the stream
+    job._jobsite_last_progress = (percent, text)  # type: ignore[attr-defined]
+    attempt = int(job.meta.get("jobsite_attempt", 1))
+    events.append(job.connection, {"e": events.PROGRESS, "id": job.id, "a": attempt, "p": percent, "m": text})

@@ -1,0 +1,52 @@
+"""Lifecycle events: appended to a Redis stream beside RQ's own writes, applied by the recorder.
+
+An event is one stream entry with a single field ``d`` holding JSON:
+``{"e": status or "progress", "id": job id, "a": attempt, "t": epoch seconds, "q": queue,
+"f": function, ...}`` plus what that transition knows (worker, result, error, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+STREAM_KEY = "jobsite:events"
+GROUP = "jobsite-recorder"
+PROGRESS = "progress"
+
+
+def bounded(text: str, limit: int | None = None) -> str:
+    """Cut ``text`` to the configured size, saying how much was cut."""
+    limit = limit or settings.JOBSITE["REPR_LIMIT"]
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+def safe_repr(value: Any, limit: int | None = None) -> str:
+    """repr() that never raises and never returns more than ``limit`` characters."""
+    limit = limit or settings.JOBSITE["REPR_LIMIT"]
+    try:
+        if isinstance(value, (bytes, bytearray)) and len(value) > limit:
+            value = bytes(value[:limit])
+        text = repr(value)
+    except Exception as exc:  # a user's __repr__ may raise anything
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return bounded(text, limit)
+
+
+def encode(event: dict[str, Any]) -> dict[str, str]:
+    event.setdefault("t", time.time())
+    return {"d": json.dumps(event, default=str, separators=(",", ":"))}
+
+
+def decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    return json.loads(fields[b"d"])
+
+
+def append(connection: Any, event: dict[str, Any]) -> None:
+    """XADD ``event``; ``connection`` may be a pipeline, so it rides RQ's own round trip."""
+    connection.xadd(STREAM_KEY, encode(event))

@@ -1,0 +1,132 @@
+"""What the database keeps of every job: written by the recorder, read by the dashboard."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    DEFERRED = "deferred"
+    STARTED = "started"
+    FINISHED = "finished"
+    RETRYING = "retrying"
+    DEAD = "dead"
+    CANCELED = "canceled"
+    STOPPED = "stopped"
+
+
+# Within one attempt a status never moves backwards: waiting < running < ended.
+STATUS_RANK = {
+    JobStatus.QUEUED: 0,
+    JobStatus.SCHEDULED: 0,
+    JobStatus.DEFERRED: 0,
+    JobStatus.STARTED: 1,
+    JobStatus.FINISHED: 2,
+    JobStatus.RETRYING: 2,
+    JobStatus.DEAD: 2,
+    JobStatus.CANCELED: 2,
+    JobStatus.STOPPED: 2,
+}
+WAITING_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED)
+RETRYABLE_STATUSES = (JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED)
+
+
+class JobOrigin(models.TextChoices):
+    EVENT = "event"
+    SCHEDULE = "schedule"
+    RETRY = "retry"
+    FANOUT = "fanout", "fan-out parent"
+
+
+class JobRecord(models.Model):
+    job_id = models.CharField(max_length=128, unique=True)
+    queue = models.CharField(max_length=100, db_index=True)
+    func = models.CharField(max_length=255, db_index=True)
+    args_repr = models.TextField(blank=True, default="")
+    kwargs_repr = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # Set when an operator discards a dead letter: the record and its errors stay.
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    # The attempt the status belongs to (0 until the first attempt starts).
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True, help_text="When a scheduled run or retry is due.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds the last attempt ran.")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    result_repr = models.TextField(blank=True, default="")
+    key = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    origin = models.CharField(max_length=16, choices=JobOrigin.choices, default=JobOrigin.EVENT)
+    parent_job_id = models.CharField(max_length=128, blank=True, default="")
+    timeout = models.IntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-enqueued_at", "-id"], name="jobrecord_newest"),
+            models.Index(fields=["status", "-enqueued_at", "-id"], name="jobrecord_status_newest"),
+            models.Index(fields=["queue", "-enqueued_at", "-id"], name="jobrecord_queue_newest"),
+            models.Index(fields=["func", "-enqueued_at", "-id"], name="jobrecord_func_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.func} [{self.job_id}] {self.status}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+
+class JobError(models.Model):
+    """One row per failed attempt; never overwritten: the error history."""
+
+    job = models.ForeignKey(JobRecord, on_delete=models.CASCADE, related_name="errors")
+    attempt = models.PositiveIntegerField()
+    exc_type = models.CharField(max_length=255)
+    message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    failed_at = models.DateTimeField()
+    # exception type + function + frame where it was raised: groups dead letters.
+    fingerprint = models.CharField(max_length=64, blank=True, default="", db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "attempt"], name="joberror_one_per_attempt")]
+        ordering = ["job", "attempt"]
+
+    def __str__(self) -> str:
+        return f"{self.job.job_id} attempt {self.attempt}: {self.exc_type}"
+
+
+class JobMetric(models.Model):
+    """Per-minute roll-up per queue and function; charts and rates read only these."""
+
+    minute = models.DateTimeField()
+    queue = models.CharField(max_length=100)
+    func = models.CharField(max_length=255)
+    enqueued = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0)
+    finished = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Failed attempts, retried or not.")
+    dead = models.PositiveIntegerField(default=0)
+    runtime_total = models.FloatField(default=0.0)
+    runtime_max = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "queue", "func"], name="jobmetric_one_per_minute"),
+        ]
+        indexes = [models.Index(fields=["queue", "minute"], name="jobmetric_queue_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.queue} {self.func}"

@@ -1,0 +1,332 @@
+"""The recorder: applies lifecycle events from the stream to the database, in batches.
+
+It reads as a consumer group, so any number of recorders share the work; it acknowledges
+(and deletes) events only after the database commit, so a crash or an outage loses
+nothing; and applying is idempotent (upsert by job id and attempt, statuses only move
+forward within an attempt), so an event applied twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.db.utils import DataError
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from . import events
+from .models import STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus
+
+log = logging.getLogger(__name__)
+
+# A consumer that has not acknowledged an event for this long is presumed dead: another
+# recorder claims its pending events.
+CLAIM_IDLE_MS = 30_000
+
+_RECORD_FIELDS = [
+    "queue", "func", "args_repr", "kwargs_repr", "status", "attempts", "max_attempts", "enqueued_at",
+    "scheduled_for", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress",
+    "progress_message", "origin", "parent_job_id", "timeout", "last_error", "status_changed_at",
+]  # fmt: skip
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$', re.MULTILINE)
+
+
+POISON_KEY = "jobsite:events:unapplied"
+
+
+def _is_poison(exc: Exception) -> bool:
+    """An error in the data itself (not a lost connection): retrying cannot help."""
+    return isinstance(exc, (IntegrityError, DataError))
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, tz=UTC) if epoch is not None else None
+
+
+def fingerprint(exc_type: str, func: str, traceback_text: str) -> str:
+    """Exception type + job function + the frame that raised: one failure group."""
+    frames = _FRAME.findall(traceback_text or "")
+    frame = f"{frames[-1][0]}:{frames[-1][2]}" if frames else ""
+    return hashlib.sha1(f"{exc_type}|{func}|{frame}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Metric:
+    enqueued: int = 0
+    started: int = 0
+    finished: int = 0
+    failed: int = 0
+    dead: int = 0
+    runtime_total: float = 0.0
+    runtime_max: float = 0.0
+
+
+@dataclass
+class _Batch:
+    records: dict[str, JobRecord]
+    changed: set[str] = field(default_factory=set)
+    errors: list[JobError] = field(default_factory=list)
+    metrics: dict[tuple[datetime, str, str], _Metric] = field(default_factory=lambda: defaultdict(_Metric))
+
+    def metric(self, event: dict[str, Any], record: JobRecord) -> _Metric:
+        moment = _dt(event.get("t")) or datetime.now(UTC)
+        return self.metrics[(moment.replace(second=0, microsecond=0), record.queue, record.func)]
+
+
+def _order(event: dict[str, Any]) -> tuple[int, int, float]:
+    if event["e"] == events.PROGRESS:
+        return (int(event["a"]), 1, float(event["t"]))
+    return (int(event["a"]), STATUS_RANK[JobStatus(event["e"])], float(event["t"]))
+
+
+def _describe(record: JobRecord, event: dict[str, Any]) -> None:
+    """Fill what an event knows of the job itself; first writer wins for the enqueue time."""
+    for attr, name in (("queue", "q"), ("func", "f"), ("args_repr", "args"), ("kwargs_repr", "kwargs"),
+                       ("key", "key"), ("origin", "origin"), ("parent_job_id", "parent")):  # fmt: skip
+        value = event.get(name)
+        if value:
+            setattr(record, attr, value)
+    if event.get("max"):
+        record.max_attempts = int(event["max"])
+    if event.get("timeout") is not None:
+        record.timeout = int(event["timeout"])
+    if record.enqueued_at is None and event.get("enq"):
+        record.enqueued_at = _dt(event["enq"])
+
+
+def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
+    _describe(record, event)
+    attempt, kind = int(event["a"]), event["e"]
+    if kind == events.PROGRESS:
+        if attempt >= record.attempts and record.status == JobStatus.STARTED:
+            record.progress = max(0, min(100, int(event["p"])))
+            record.progress_message = events.bounded(event.get("m") or "", 255)
+        return
+    status = JobStatus(kind)
+    rank = STATUS_RANK[status]
+    current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
+    moment = _dt(event["t"])
+    is_failure = status in (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
+    if is_failure:
+        batch.errors.append(
+            JobError(
+                job=record,
+                attempt=attempt,
+                exc_type=event.get("xt") or "Exception",
+                message=event.get("xm") or "",
+                traceback=event.get("tb") or "",
+                worker=event.get("w") or "",
+                failed_at=moment,
+                fingerprint=fingerprint(event.get("xt") or "", record.func, event.get("tb") or ""),
+            )
+        )
+    first_seen = record.status_changed_at is None
+    if not first_seen and (attempt, rank, moment) <= (current[0], current[1], current[2]):
+        return  # stale or repeated: statuses never move backwards within an attempt
+    metric = batch.metric(event, record)
+    if first_seen:
+        metric.enqueued += 1
+    record.status = status
+    record.attempts = attempt if rank > 0 else max(record.attempts, attempt - 1)
+    record.status_changed_at = moment
+    if status == JobStatus.SCHEDULED:
+        record.scheduled_for = _dt(event.get("next"))
+    elif status == JobStatus.STARTED:
+        metric.started += 1
+        record.attempts = attempt
+        record.worker = event.get("w") or record.worker
+        record.started_at = _dt(event.get("start")) or moment
+        record.ended_at = record.duration = None
+        record.scheduled_for = None
+        record.progress, record.progress_message = None, ""
+    elif rank == 2:
+        record.ended_at = _dt(event.get("end")) or moment
+        if event.get("w"):
+            record.worker = event["w"]
+        started = _dt(event.get("start"))
+        if started and record.ended_at:
+            record.started_at = started
+            record.duration = max((record.ended_at - started).total_seconds(), 0.0)
+        runtime = record.duration or 0.0
+        if status == JobStatus.FINISHED:
+            metric.finished += 1
+            record.result_repr = event.get("res") or ""
+            record.progress = 100
+        elif is_failure:
+            metric.failed += 1
+            record.last_error = events.bounded(f"{event.get('xt')}: {event.get('xm')}", 480)
+            if status == JobStatus.DEAD:
+                metric.dead += 1
+            record.scheduled_for = _dt(event.get("next")) if status == JobStatus.RETRYING else None
+        if status in (JobStatus.FINISHED, JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED) and started:
+            metric.runtime_total += runtime
+            metric.runtime_max = max(metric.runtime_max, runtime)
+    batch.changed.add(record.job_id)
+
+
+def apply_events(batch_events: list[dict[str, Any]]) -> int:
+    """Apply decoded events in one transaction; returns how many records changed."""
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in batch_events:
+        by_job[event["id"]].append(event)
+    if not by_job:
+        return 0
+    job_ids = sorted(by_job)
+    with transaction.atomic():
+        # Make every row exist, then lock them in a fixed order: two recorders working on
+        # the same job serialize here instead of overwriting each other.
+        JobRecord.objects.bulk_create(
+            [JobRecord(job_id=job_id, queue=by_job[job_id][0].get("q") or "", func=by_job[job_id][0].get("f") or "")
+             for job_id in job_ids],
+            ignore_conflicts=True,
+        )  # fmt: skip
+        records = {
+            r.job_id: r for r in JobRecord.objects.select_for_update().filter(job_id__in=job_ids).order_by("job_id")
+        }
+        batch = _Batch(records=records)
+        for job_id in job_ids:
+            record = records[job_id]
+            for event in sorted(by_job[job_id], key=_order):
+                _apply_one(batch, record, event)
+        changed = [records[job_id] for job_id in sorted(batch.changed | _progress_ids(by_job))]
+        if changed:
+            now_ = datetime.now(UTC)
+            for record in changed:
+                record.updated_at = now_
+            JobRecord.objects.bulk_update(changed, [*_RECORD_FIELDS, "updated_at"], batch_size=200)
+        if batch.errors:
+            JobError.objects.bulk_create(batch.errors, ignore_conflicts=True)
+        _write_metrics(batch.metrics)
+    return len(changed)
+
+
+def _progress_ids(by_job: dict[str, list[dict[str, Any]]]) -> set[str]:
+    return {job_id for job_id, evs in by_job.items() if any(e["e"] == events.PROGRESS for e in evs)}
+
+
+def _write_metrics(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
+    if not metrics:
+        return
+    JobMetric.objects.bulk_create(
+        [JobMetric(minute=minute, queue=queue, func=func) for (minute, queue, func) in metrics],
+        ignore_conflicts=True,
+    )
+    for (minute, queue, func), m in metrics.items():
+        JobMetric.objects.filter(minute=minute, queue=queue, func=func).update(
+            enqueued=F("enqueued") + m.enqueued,
+            started=F("started") + m.started,
+            finished=F("finished") + m.finished,
+            failed=F("failed") + m.failed,
+            dead=F("dead") + m.dead,
+            runtime_total=F("runtime_total") + m.runtime_total,
+            runtime_max=Greatest(F("runtime_max"), m.runtime_max),
+        )
+
+
+class Recorder:
+    """One consumer of the jobsite stream; call ``step()`` in a loop or ``drain()``."""
+
+    def __init__(self, connection: Redis, *, name: str | None = None, batch_size: int = 500) -> None:
+        self.connection = connection
+        self.name = name or f"{socket.gethostname()}:{id(self)}"
+        self.batch_size = batch_size
+        self._group_ready = False
+
+    def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From id 0: events written before any recorder existed are applied too.
+            self.connection.xgroup_create(events.STREAM_KEY, events.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _apply_and_ack(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        if not entries:
+            return 0
+        decoded = []
+        for _entry_id, fields in entries:
+            try:
+                decoded.append(events.decode(fields))
+            except (KeyError, ValueError):
+                log.error("dropping malformed jobsite event %r", fields)
+        try:
+            apply_events(decoded)
+        except DatabaseError as exc:
+            if not _is_poison(exc):
+                raise  # the database is away: leave the events pending, try again later
+            self._apply_one_by_one(decoded)
+        ids = [entry_id for entry_id, _ in entries]
+        with self.connection.pipeline() as pipe:
+            pipe.xack(events.STREAM_KEY, events.GROUP, *ids)
+            pipe.xdel(events.STREAM_KEY, *ids)
+            pipe.execute()
+        return len(entries)
+
+    def _apply_one_by_one(self, decoded: list[dict[str, Any]]) -> None:
+        # One bad event must not block the stream: it is set aside where an operator can
+        # read it, and everything else is applied.
+        for event in decoded:
+            try:
+                apply_events([event])
+            except DatabaseError as exc:
+                if not _is_poison(exc):
+                    raise
+                log.exception("jobsite event for job %s cannot be applied; kept in %s", event.get("id"), POISON_KEY)
+                self.connection.rpush(POISON_KEY, events.encode(dict(event))["d"])
+
+    def claim_stale(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
+        """Apply events a dead recorder took but never acknowledged."""
+        self.ensure_group()
+        applied = 0
+        start = "0-0"
+        while True:
+            start, entries, *_ = self.connection.xautoclaim(
+                events.STREAM_KEY, events.GROUP, self.name, min_idle_ms, start_id=start, count=self.batch_size
+            )
+            applied += self._apply_and_ack([e for e in entries if e[1]])
+            if start in (b"0-0", "0-0"):
+                return applied
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Read and apply one batch of new events; returns how many were applied."""
+        self.ensure_group()
+        # Our own pending entries first (left by a failed apply), then new ones.
+        for stream_id in ("0", ">"):
+            reply = self.connection.xreadgroup(
+                events.GROUP,
+                self.name,
+                {events.STREAM_KEY: stream_id},
+                count=self.batch_size,
+                block=block_ms if stream_id == ">" else None,
+            )
+            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]
+            if entries:
+                return self._apply_and_ack(entries)
+        return 0
+
+    def drain(self) -> int:
+        """Apply everything pending now, including what other consumers left unacknowledged."""
+        total = self.claim_stale(min_idle_ms=0)
+        while applied := self.step():
+            total += applied
+        return total
+
+
+def drain(connection: Redis | None = None) -> int:
+    """Apply every pending event synchronously (tests, burst workers, ``record_events --burst``)."""
+    from .tracking import redis_connection
+
+    return Recorder(connection or redis_connection(), name="drain").drain()

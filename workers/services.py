@@ -1,0 +1,108 @@
+"""Operator actions on jobs. Views and the admin call these; they never touch RQ directly."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+
+from .models import RETRYABLE_STATUSES, WAITING_STATUSES, JobOrigin, JobRecord, JobStatus
+from .tracking import META_ORIGIN, TrackedJob, TrackedQueue, redis_connection
+
+
+class JobActionError(Exception):
+    """An operator action that cannot be done; the message says why, for the operator."""
+
+
+class JobNotFound(JobActionError):
+    pass
+
+
+class JobStateError(JobActionError):
+    pass
+
+
+def _locked_record(job_id: str) -> JobRecord:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 128:
+        raise JobNotFound(f"no job with id {str(job_id)[:140]!r}")
+    record = JobRecord.objects.select_for_update().filter(job_id=job_id).first()
+    if record is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return record
+
+
+def _fetch(job_id: str) -> TrackedJob:
+    try:
+        return TrackedJob.fetch(job_id, connection=redis_connection())
+    except NoSuchJobError as exc:
+        raise JobStateError(
+            f"job {job_id} can no longer be run: its payload has expired from Redis (its record stays)"
+        ) from exc
+
+
+def job_retry(*, job_id: str) -> JobRecord:
+    """Run a dead, canceled or stopped job again as a new attempt; its history is kept.
+
+    Retrying twice enqueues once: the second call finds the job queued and says so.
+    """
+    with transaction.atomic():
+        record = _locked_record(job_id)
+        if record.status not in RETRYABLE_STATUSES or record.discarded_at is not None:
+            state = "discarded" if record.discarded_at else record.status
+            raise JobStateError(f"job {job_id} is {state}; only dead, canceled or stopped jobs can be retried")
+        job = _fetch(job_id)
+        connection = job.connection
+        # Out of whichever ended-jobs registry holds it; ZREM answers 1 to one caller only.
+        queue = TrackedQueue(job.origin, connection=connection, job_class=TrackedJob)
+        removed = 0
+        for registry in (queue.failed_job_registry, queue.canceled_job_registry):
+            removed += connection.zrem(registry.key, job.id)
+        if not removed and job.get_status() not in ("failed", "stopped", "canceled"):
+            raise JobStateError(f"job {job_id} is already queued again")
+        job.meta[META_ORIGIN] = JobOrigin.RETRY
+        job.save_meta()
+        job.started_at = job.ended_at = None
+        # The queued event (next attempt) reaches the record through the recorder.
+        queue.enqueue_job(job)
+    return record
+
+
+def dead_letter_discard(*, job_id: str) -> JobRecord:
+    """Take a dead job off the dead-letter list; its record and error history stay."""
+    with transaction.atomic():
+        record = _locked_record(job_id)
+        if record.status != JobStatus.DEAD:
+            raise JobStateError(f"job {job_id} is {record.status}, not dead; only dead letters can be discarded")
+        if record.discarded_at is not None:
+            return record  # already discarded: the same answer twice
+        connection = redis_connection()
+        try:
+            job = TrackedJob.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            pass
+        else:
+            job.delete(remove_from_queue=True)
+        record.discarded_at = timezone.now()
+        record.save(update_fields=["discarded_at", "updated_at"])
+    return record
+
+
+def job_cancel(*, job_id: str) -> JobRecord:
+    """Cancel a job that waits (queued, scheduled, deferred, retrying) or stop a running one."""
+    with transaction.atomic():
+        record = _locked_record(job_id)
+        if record.status == JobStatus.STARTED:
+            try:
+                send_stop_job_command(redis_connection(), job_id)
+            except (InvalidJobOperation, NoSuchJobError) as exc:
+                raise JobStateError(f"job {job_id} cannot be stopped: {exc}") from exc
+            return record  # the worker reports `stopped` when the horse is gone
+        if record.status not in (*WAITING_STATUSES, JobStatus.RETRYING):
+            raise JobStateError(f"job {job_id} is {record.status}; only waiting or running jobs can be canceled")
+        job = _fetch(job_id)
+        try:
+            job.cancel()
+        except InvalidJobOperation as exc:
+            raise JobStateError(f"job {job_id} cannot be canceled: {exc}") from exc
+    return record

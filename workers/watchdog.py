@@ -1,0 +1,81 @@
+"""Crash detection: a job whose worker stopped heartbeating is failed, then retried or dead.
+
+A killed work horse is noticed at once by its worker. A worker killed whole (SIGKILL, a
+lost machine) leaves its job in RQ's started registry, which RQ itself only cleans every
+ten minutes; jobsite workers keep a short liveness key instead, and any live worker's
+companion fails the orphaned jobs within a few seconds of the key expiring.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from redis import Redis
+from rq.job import JobStatus as RQStatus
+from rq.job import NoSuchJobError
+from rq.job_lifecycle import record_job_failure
+from rq.queue import Queue
+from rq.utils import parse_composite_key
+
+from .models import JobStatus
+from .retry import policy_for
+from .tracking import META_MAX_ATTEMPTS, META_RETRY, WORKERS_SET, TrackedJob, is_alive
+
+log = logging.getLogger(__name__)
+
+
+def abandoned_jobs_fail(connection: Redis) -> int:
+    """Fail every started job whose jobsite worker is dead; returns how many."""
+    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    failed = 0
+    for queue in Queue.all(connection=connection, job_class=TrackedJob):
+        registry = queue.started_job_registry
+        for entry in connection.zrange(registry.key, 0, -1):
+            job_id, _execution = parse_composite_key(entry.decode())
+            try:
+                job = TrackedJob.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                connection.zrem(registry.key, entry)
+                continue
+            worker = job.worker_name or ""
+            if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
+                continue  # not ours to judge: plain RQ workers are left to RQ's own cleanup
+            if is_alive(connection, worker):
+                continue
+            # One watchdog per orphan, however many workers notice it.
+            if not connection.set(f"jobsite:watchdog:{job_id}:{job.attempt}", 1, nx=True, ex=300):
+                continue
+            _fail(connection, queue, job, entry, worker)
+            failed += 1
+    return failed
+
+
+def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:
+    policy = policy_for(job.origin, job.meta.get(META_RETRY))
+    max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
+    attempt = max(job.attempt, 1)
+    retries_left = max(max_attempts - attempt, 0)
+    reason = (
+        f"worker died: {worker} stopped heartbeating while running this job "
+        f"(killed or lost; no sign of life for {settings.JOBSITE['WORKER_ALIVE_TTL']} s)"
+    )
+    log.warning("job %s: %s", job.id, reason)
+    job._jobsite_retry_delay = policy.delay(attempt) if retries_left else None
+    job._jobsite_quiet = True
+    with connection.pipeline() as pipe:
+        pipe.zrem(queue.started_job_registry.key, entry)
+        job._report_failure(
+            pipe,
+            status=JobStatus.RETRYING if retries_left else JobStatus.DEAD,
+            failure=("WorkerDied", reason, reason),
+            worker=worker,
+        )
+        if retries_left:
+            job.retries_left = retries_left
+            job.retry(queue, pipe)
+        else:
+            job.failure_ttl = max(job.failure_ttl or 0, settings.JOBSITE["DEAD_JOB_TTL"])
+            record_job_failure(job, reason, pipe)
+        pipe.execute()
+    job._jobsite_quiet = False
