@@ -15,6 +15,7 @@ from rq.job import Job
 
 from . import events
 from .models import JobOrigin
+from .ordering import OrderingError, rate_limit_for
 from .retry import RetryPolicy, policy_for
 from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, TrackedJob
 
@@ -47,12 +48,16 @@ def enqueue(
     delay: timedelta | None = None,
     timeout: int | None = None,
     retry_policy: RetryPolicy | None = None,
+    limit: str | tuple[str, int] | None = None,
     **job_kwargs: Any,
 ) -> Job:
     """Enqueue ``func(*args, **job_kwargs)``; returns the RQ job (``job.id`` is the record's id).
 
     Inside a database transaction the job is pushed to Redis when it commits, so a job
     never runs against rows that do not exist yet; the returned job already has its id.
+    ``key="post:42"`` runs jobs with that key one at a time in enqueue order;
+    ``limit="smtp"`` (declared in JOBSITE["LIMITS"]) or ``limit=("smtp", 3)`` caps how many
+    jobs of that class run at once across all workers.
     """
     return job_enqueue(
         func,
@@ -65,6 +70,7 @@ def enqueue(
         delay=delay,
         timeout=timeout,
         retry_policy=retry_policy,
+        limit=limit,
     )
 
 
@@ -80,6 +86,7 @@ def job_enqueue(
     delay: timedelta | None = None,
     timeout: int | None = None,
     retry_policy: RetryPolicy | None = None,
+    limit: str | tuple[str, int] | None = None,
     origin: str = JobOrigin.EVENT,
     parent_job_id: str = "",
     job_id: str | None = None,
@@ -101,6 +108,14 @@ def job_enqueue(
         raise EnqueueError("delay= must not be negative")
     if origin not in JobOrigin.values:
         raise EnqueueError(f"unknown origin {origin!r}")
+    if key and (at is not None or delay is not None):
+        raise EnqueueError("key= cannot be combined with at= or delay=: it takes its place in line when enqueued")
+    if key and limit is not None:
+        raise EnqueueError("key= and limit= cannot be combined: a key already runs one job at a time")
+    try:
+        rate_limit = rate_limit_for(limit)
+    except OrderingError as exc:
+        raise EnqueueError(str(exc)) from exc
     target = _resolve(func)
     policy = retry_policy or policy_for(queue)
     meta: dict[str, Any] = {
@@ -123,6 +138,7 @@ def job_enqueue(
         job_id=job_id,
         result_ttl=settings.JOBSITE.get("RESULT_TTL", 3600),
         failure_ttl=settings.JOBSITE["DEAD_JOB_TTL"],
+        rate_limit=rate_limit,
     )
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 

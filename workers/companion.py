@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import connections
 
+from .ordering import keys_watchdog
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
 from .watchdog import abandoned_jobs_fail
@@ -60,6 +61,7 @@ class Companion:
                         next_alive = now + alive_every
                     if now >= next_watchdog:
                         abandoned_jobs_fail(self.connection)
+                        keys_watchdog(self.connection)
                         if self.record:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every

@@ -130,3 +130,80 @@ class JobMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.queue} {self.func}"
+
+
+class CatchUp(models.TextChoices):
+    ONCE = "once", "run once to catch up"
+    SKIP = "skip", "skip missed runs"
+
+
+class ScheduleSource(models.TextChoices):
+    ADMIN = "admin", "admin"
+    CODE = "code", "declared in code (JOBSITE_SCHEDULES)"
+
+
+class Schedule(models.Model):
+    """A recurring (cron or interval) or one-time job definition. The scheduler fires it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    func = models.CharField(max_length=255, help_text="A function registered with @schedulable.")
+    cron = models.CharField(max_length=100, blank=True, default="", help_text="minute hour day month weekday")
+    interval = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds between runs.")
+    run_at = models.DateTimeField(null=True, blank=True, help_text="One-time: run once at this moment.")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="Cron fields are read in this zone.")
+    args = models.JSONField(default=list, blank=True, help_text='A JSON list, e.g. [42, "weekly"].')
+    kwargs = models.JSONField(default=dict, blank=True, help_text='A JSON object, e.g. {"dry_run": false}.')
+    queue = models.CharField(max_length=100, default="default")
+    catch_up = models.CharField(max_length=8, choices=CatchUp.choices, default=CatchUp.ONCE)
+    enabled = models.BooleanField(default=True)
+    # Set by an operator (dashboard or admin); a code sync never clears it.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=8, choices=ScheduleSource.choices, default=ScheduleSource.ADMIN)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job_id = models.CharField(max_length=128, blank=True, default="")
+    missed_runs = models.PositiveIntegerField(default=0, help_text="Due times skipped after downtime.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
+
+    @property
+    def trigger(self) -> str:
+        if self.cron:
+            return f"cron {self.cron} ({self.timezone})"
+        if self.interval:
+            return f"every {self.interval} s"
+        if self.run_at:
+            return f"once at {self.run_at:%Y-%m-%d %H:%M:%S %Z}"
+        return "no trigger"
+
+    def clean(self) -> None:
+        from .schedules import schedule_validate
+
+        schedule_validate(self)
+
+
+class ScheduleRun(models.Model):
+    """One job a schedule made: a due time fired by the scheduler, or an operator's run-now."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="runs")
+    job_id = models.CharField(max_length=128, unique=True)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Empty for a run started by hand.")
+    fired_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "due_at"], name="schedulerun_one_per_due_time")]
+        indexes = [models.Index(fields=["schedule", "-fired_at"], name="schedulerun_newest")]
+        ordering = ["-fired_at"]
+
+    def __str__(self) -> str:
+        return f"{self.schedule.name} @ {self.due_at or self.fired_at}"

@@ -49,6 +49,14 @@ _WAITING = {
 }
 
 
+def key_job_ended(job: Job, *, status: str) -> None:
+    """Hand a keyed job's key on once its outcome is committed (see workers/ordering.py)."""
+    if job.meta.get(META_KEY):
+        from .ordering import key_job_ended as _ended
+
+        _ended(job, status=status)
+
+
 def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
@@ -158,6 +166,23 @@ class TrackedQueue(DjangoRQ):
         kwargs.setdefault("job_class", TrackedJob)
         super().__init__(*args, **kwargs)
 
+    def enqueue_job(self, job: Job, pipeline: Any = None, at_front: bool = False, unique: bool = False) -> Job:
+        if job.meta.get(META_KEY):
+            if pipeline is not None or unique:
+                raise ValueError("keyed jobs are enqueued on their own (no pipeline, no unique=)")
+            from .ordering import key_enqueue
+
+            return key_enqueue(self, job, at_front=at_front)
+        job = super().enqueue_job(job, pipeline=pipeline, at_front=at_front, unique=unique)
+        if job.has_rate_limit or unique:
+            # RQ writes these statuses without set_status: report the job here.
+            status = JobStatus.QUEUED if job.get_status(refresh=False) == RQStatus.QUEUED else JobStatus.DEFERRED
+            events.append(
+                pipeline if pipeline is not None else self.connection,
+                {"e": status, "id": job.id, "a": job.attempt + 1, **job.descriptor()},  # type: ignore[attr-defined]
+            )
+        return job
+
     def schedule_job(self, job: Job, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Job:
         job._jobsite_next_at = datetime  # type: ignore[attr-defined]
         return super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
@@ -237,6 +262,7 @@ class _TrackingMixin:
         finally:
             job._jobsite_quiet = False  # type: ignore[attr-defined]
             self._jobsite_failing = None
+        key_job_ended(job, status=status)
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
         super().increment_failed_job_count(pipeline)  # type: ignore[misc]
@@ -256,6 +282,7 @@ class _TrackingMixin:
             super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
         finally:
             self._jobsite_succeeding = None
+        key_job_ended(job, status=JobStatus.FINISHED)
 
     def increment_successful_job_count(self, pipeline: Any = None) -> None:
         super().increment_successful_job_count(pipeline)  # type: ignore[misc]

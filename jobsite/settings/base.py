@@ -130,7 +130,25 @@ JOBSITE = {
     # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
     "DEAD_JOB_TTL": 90 * 24 * 3600,
     "RECORDER_BATCH": 500,
+    # Ordered jobs (enqueue(..., key="post:42")): a key whose holder is lost (queued in no
+    # queue, granted but never queued, no holder while jobs wait) for this long is
+    # re-driven by the key watchdog. Per key class ("post" of "post:42"): "on_dead":
+    # "release" (default: the next job runs) or "block" (wait for a retry or discard).
+    "KEY_STALL_TIMEOUT": 30,
+    "KEY_CLASSES": {},
+    # Concurrency limits by name: enqueue(..., limit="smtp") runs at most N at once.
+    "LIMITS": {},
+    # How often `run_scheduler` looks for due schedules, and how late a due time may be
+    # and still count as on time (catch_up="skip" drops runs later than this).
+    "SCHEDULER_INTERVAL": 1.0,
+    "SCHEDULE_GRACE": 60,
 }
+
+# Schedules declared in code, synced by `run_scheduler` at start (created or updated by
+# name). Each: {"name", "func" (an @schedulable function's dotted path), one of "cron"
+# (5 fields) / "interval" (seconds) / "at" (ISO datetime), and optional "queue", "args",
+# "kwargs", "timezone", "catch_up" ("once" | "skip"), "enabled"}.
+JOBSITE_SCHEDULES: list[dict] = []
 
 LOGGING = {
     "version": 1,
