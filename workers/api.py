@@ -90,8 +90,13 @@ def job_enqueue(
     origin: str = JobOrigin.EVENT,
     parent_job_id: str = "",
     job_id: str | None = None,
+    unique: bool = False,
 ) -> Job:
-    """``enqueue`` with every option spelled out, for schedules, fan-outs and retries."""
+    """``enqueue`` with every option spelled out, for schedules, fan-outs and retries.
+
+    ``unique=True`` (with a ``job_id``) enqueues only if no job with that id exists in
+    Redis, atomically; otherwise the push raises ``rq.exceptions.DuplicateJobError``.
+    """
     import django_rq
 
     if queue not in settings.RQ_QUEUES:
@@ -146,7 +151,7 @@ def job_enqueue(
         if when is not None and when > timezone.now():
             rq_queue.schedule_job(job, when)
         else:
-            rq_queue.enqueue_job(job)
+            rq_queue.enqueue_job(job, unique=unique)
 
     transaction.on_commit(push)  # runs at once outside a transaction
     return job

@@ -1,7 +1,27 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.core import checks
 
 
 class WorkersConfig(AppConfig):
     name = "workers"
     verbose_name = "Background jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import admin_schedules  # noqa: F401  (registers the Schedule admin)
+
+        checks.register(check_declared_schedules)
+
+
+def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check` (and runserver) report a bad JOBSITE_SCHEDULES before the scheduler starts."""
+    from django.conf import settings
+
+    from .schedules import declared_schedule_errors
+
+    return [
+        checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
+        for problem in declared_schedule_errors(getattr(settings, "JOBSITE_SCHEDULES", []))
+    ]

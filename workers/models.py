@@ -199,6 +199,9 @@ class ScheduleRun(models.Model):
     job_id = models.CharField(max_length=128, unique=True)
     due_at = models.DateTimeField(null=True, blank=True, help_text="Empty for a run started by hand.")
     fired_at = models.DateTimeField()
+    # False between the claim (committed with the schedule's advance) and the push to
+    # Redis: a scheduler that died in between has its run pushed by the next tick.
+    enqueued = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["schedule", "due_at"], name="schedulerun_one_per_due_time")]

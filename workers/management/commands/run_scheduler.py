@@ -1,0 +1,56 @@
+"""Fire due schedules. Run one or several: each due time fires exactly once either way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django.utils import timezone
+
+from workers.schedules import scheduler_heartbeat, schedulers_alive, schedules_fire_due, schedules_sync
+from workers.tracking import redis_connection
+
+
+class Command(BaseCommand):
+    help = "Run the jobsite scheduler: sync JOBSITE_SCHEDULES, then fire due schedules until stopped."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--once", action="store_true", help="Fire what is due now, then exit.")
+        parser.add_argument("--no-sync", action="store_true", help="Do not sync JOBSITE_SCHEDULES at start.")
+        parser.add_argument("--name", default=f"{socket.gethostname()}.{os.getpid()}", help="This scheduler's name.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        connection = redis_connection()
+        name = options["name"]
+        if not options["no_sync"]:
+            result = schedules_sync()
+            self.stdout.write(
+                f"schedules declared in code: {len(result.created)} created, {len(result.updated)} updated, "
+                f"{len(result.disabled)} disabled"
+            )
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        interval = float(settings.JOBSITE.get("SCHEDULER_INTERVAL", 1.0))
+        scheduler_heartbeat(connection, name)
+        others = [n for n in schedulers_alive(connection) if n != name]
+        self.stdout.write(f"scheduler {name} started" + (f" beside {', '.join(others)}" if others else ""))
+        while not stop.is_set():
+            try:
+                scheduler_heartbeat(connection, name, ttl=max(int(interval * 5), 5))
+                for run in schedules_fire_due(now=timezone.now()):
+                    self.stdout.write(f"fired {run.schedule.name}: job {run.job_id}")
+            except Exception as exc:  # Redis or the database is away: try again next tick
+                self.stderr.write(f"scheduler tick failed: {type(exc).__name__}: {exc}")
+            finally:
+                close_old_connections()
+            if options["once"]:
+                break
+            stop.wait(interval)
+        connection.delete(f"jobsite:scheduler:{name}")
