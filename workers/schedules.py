@@ -78,7 +78,7 @@ def schedule_validate(schedule: Schedule) -> None:
                                           ("run_at", schedule.run_at)) if value not in (None, "")]  # fmt: skip
     if len(triggers) != 1:
         message = "give exactly one trigger: a cron expression, an interval in seconds, or a one-time run_at"
-        add("__all__" if not triggers else triggers[-1], message if not triggers else f"{message} (got {triggers})")
+        add("__all__", message if not triggers else f"{message}, not {' and '.join(triggers)}")
     if schedule.cron and (problem := cron_error(schedule.cron)):
         add("cron", problem)
     if schedule.interval is not None and (not isinstance(schedule.interval, int) or schedule.interval < 1):
