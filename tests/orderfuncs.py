@@ -57,6 +57,15 @@ def fail_step(key: str, seq: int) -> None:
     raise RuntimeError(f"step {seq} of {key} failed")
 
 
+def fail_once_step(key: str, seq: int) -> int:
+    """Fails its first call (recorded as "N!"), then runs like ``step``."""
+    r = _redis()
+    if r.incr(f"test:calls:{key}:{seq}") == 1:
+        r.rpush(f"test:order:{key}", f"{seq}!")
+        raise ConnectionError(f"transient failure of step {seq} of {key}")
+    return step(key, seq)
+
+
 def record(name: str, item: str) -> str:
     _redis().rpush(f"test:order:{name}", item)
     return item

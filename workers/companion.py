@@ -30,15 +30,21 @@ class Companion:
         self.recorder = Recorder(self.connection, name=worker.name, batch_size=settings.JOBSITE["RECORDER_BATCH"])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
+        # Liveness has a thread of its own: a recorder batch waiting on a busy database
+        # (SQLite's write lock can take seconds) must not make a live worker look dead,
+        # or the watchdog would fail, and so re-run, the job it is running.
+        self._beat = threading.Thread(target=self._heartbeat, name=f"jobsite-alive-{worker.name}", daemon=True)
 
     def start(self) -> None:
         self.connection.sadd(WORKERS_SET, self.worker_name)
         mark_alive(self.connection, self.worker_name)
+        self._beat.start()
         self._thread.start()
 
     def stop(self, *, drain: bool = False) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._beat.join(timeout=5)
         try:
             if drain and self.record:
                 self.recorder.drain()
@@ -47,18 +53,23 @@ class Companion:
         finally:
             connections.close_all()
 
+    def _heartbeat(self) -> None:
+        alive_every = max(settings.JOBSITE["WORKER_ALIVE_TTL"] / 3, 0.5)
+        while not self._stop.wait(alive_every):
+            try:
+                mark_alive(self.connection, self.worker_name)
+            except Exception:
+                log.warning("jobsite companion of %s: could not mark alive; will retry", self.worker_name)
+
     def _run(self) -> None:
         alive_every = max(settings.JOBSITE["WORKER_ALIVE_TTL"] / 3, 0.5)
         watchdog_every = settings.JOBSITE["WATCHDOG_INTERVAL"]
-        next_alive = next_watchdog = 0.0
+        next_watchdog = 0.0
         failures = 0
         try:
             while not self._stop.is_set():
                 try:
                     now = time.monotonic()
-                    if now >= next_alive:
-                        mark_alive(self.connection, self.worker_name)
-                        next_alive = now + alive_every
                     if now >= next_watchdog:
                         abandoned_jobs_fail(self.connection)
                         keys_watchdog(self.connection)
