@@ -316,10 +316,14 @@ def key_states(*, limit: int = 200, connection: Redis | None = None) -> list[Key
     return sorted(states, key=lambda s: (not s.is_stalled, -s.idle_seconds))
 
 
-def keys_watchdog(connection: Redis, *, moment: float | None = None) -> int:
-    """One watchdog pass (one worker at a time); returns how many keys it moved on."""
+def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: bool = True) -> int:
+    """One watchdog pass; returns how many keys it moved on.
+
+    ``exclusive``: skip the pass when another worker ran one within the interval (every
+    worker's companion calls this; one pass per interval is enough).
+    """
     interval = float(settings.JOBSITE.get("WATCHDOG_INTERVAL", 3))
-    if moment is None and not connection.set(WATCHDOG_LOCK, 1, nx=True, px=max(int(interval * 900), 100)):
+    if exclusive and not connection.set(WATCHDOG_LOCK, 1, nx=True, px=max(int(interval * 900), 100)):
         return 0
     moment = time.time() if moment is None else moment
     for registry in RateLimitRegistry.all(connection):

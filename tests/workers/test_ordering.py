@@ -127,11 +127,11 @@ def test_a_key_class_that_blocks_on_dead_waits_for_the_operator(run_burst, redis
         assert statuses([dead, later]) == [JobStatus.DEAD, JobStatus.DEFERRED]
         [state] = key_states()
         assert (state.state, state.holder, state.waiting) == ("blocked", dead.id, 1)
-        keys_watchdog(redis_conn)
+        keys_watchdog(redis_conn, exclusive=False)
         assert key_states()[0].state == "blocked"  # the watchdog leaves a blocked key alone
 
         dead_letter_discard(job_id=dead.id)
-        keys_watchdog(redis_conn)
+        keys_watchdog(redis_conn, exclusive=False)
         run_burst(simple=True)
 
     assert order(redis_conn, "ledger:7") == ["0!", "1"]
