@@ -73,7 +73,8 @@ class ScheduleForm(forms.ModelForm):
         current = self.instance.func if self.instance and self.instance.pk else ""
         if current and current not in dict(choices):
             choices.append((current, f"{current} (no longer schedulable)"))
-        self.fields["func"].choices = [("", "---------"), *choices]
+        if "func" in self.fields:  # absent when read-only (declared in code)
+            self.fields["func"].choices = [("", "---------"), *choices]
 
     def clean_args(self) -> Any:
         return [] if self.cleaned_data.get("args") is None else self.cleaned_data["args"]

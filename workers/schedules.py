@@ -241,7 +241,12 @@ def scheduler_heartbeat(connection: Any, name: str, ttl: int = 10) -> None:
     connection.set(HEARTBEAT_KEY.format(name), timezone.now().isoformat(), ex=ttl)
 
 
-def schedulers_alive(connection: Any) -> list[str]:
+def schedulers_alive(connection: Any = None) -> list[str]:
+    """Names of the scheduler processes that reported in the last few seconds."""
+    if connection is None:
+        from .tracking import redis_connection
+
+        connection = redis_connection()
     prefix = HEARTBEAT_KEY.format("")
     return sorted(key.decode()[len(prefix) :] for key in connection.scan_iter(match=prefix + "*", count=100))
 

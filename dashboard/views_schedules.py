@@ -1,0 +1,82 @@
+"""Schedules and ordered keys: what fires when, what ran, and which keys are stuck.
+
+Thin views: read through selectors, act through workers' services; htmx requests get the
+page's table partial back, plain form posts a redirect (so the page works without JS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from workers.ordering import key_states
+from workers.schedules import (
+    ScheduleActionError,
+    ScheduleNotFound,
+    schedule_list,
+    schedule_pause,
+    schedule_resume,
+    schedule_run_now,
+    schedulers_alive,
+)
+
+
+def _schedules_context(**extra: Any) -> dict[str, Any]:
+    return {"schedules": schedule_list(), "schedulers": schedulers_alive(), **extra}
+
+
+@require_GET
+@staff_member_required
+def schedules(request: HttpRequest) -> HttpResponse:
+    template = "dashboard/schedules.html#schedule-table" if request.htmx else "dashboard/schedules.html"
+    return render(request, template, _schedules_context())
+
+
+def _act(request: HttpRequest, pk: int, action: Callable[..., Any], done: str) -> HttpResponse:
+    try:
+        result = action(schedule_id=pk)
+    except ScheduleNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except ScheduleActionError as exc:
+        message, level = str(exc), messages.ERROR
+    else:
+        schedule = getattr(result, "schedule", result)
+        message, level = f"{schedule.name}: {done}", messages.SUCCESS
+    if request.htmx:
+        context = _schedules_context(message=message, message_level="error" if level == messages.ERROR else "ok")
+        return render(request, "dashboard/schedules.html#schedule-table", context)
+    messages.add_message(request, level, message)
+    return redirect("dashboard:schedules")
+
+
+@require_POST
+@staff_member_required
+def schedule_pause_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, schedule_pause, "paused")
+
+
+@require_POST
+@staff_member_required
+def schedule_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, schedule_resume, "resumed")
+
+
+@require_POST
+@staff_member_required
+def schedule_run_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, schedule_run_now, "started a run now")
+
+
+@require_GET
+@staff_member_required
+def keys(request: HttpRequest) -> HttpResponse:
+    template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
+    stall_timeout = settings.JOBSITE.get("KEY_STALL_TIMEOUT", 30)
+    return render(request, template, {"keys": key_states(), "stall_timeout": stall_timeout})
