@@ -15,7 +15,7 @@ from workers.api import EnqueueError
 from workers.models import JobRecord, JobStatus
 from workers.ordering import holder_key, key_states, keys_watchdog
 from workers.recorder import drain
-from workers.services import dead_letter_discard
+from workers.services import dead_letter_discard, job_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,6 +136,17 @@ def test_a_key_class_that_blocks_on_dead_waits_for_the_operator(run_burst, redis
 
     assert order(redis_conn, "ledger:7") == ["0!", "1"]
     assert statuses([later]) == [JobStatus.FINISHED]
+
+
+def test_a_canceled_waiting_job_is_skipped_when_the_key_moves_on(run_burst, redis_conn):
+    jobs = [enqueue(STEP, "k", seq, key="k") for seq in range(3)]
+    drain()
+    job_cancel(job_id=jobs[1].id)
+
+    run_burst(simple=True)
+
+    assert order(redis_conn, "k") == ["0", "2"]
+    assert statuses(jobs) == [JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.FINISHED]
 
 
 @pytest.mark.slow
