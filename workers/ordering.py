@@ -64,13 +64,21 @@ return 0
 
 # Hand the key from ARGV[1] (or from whoever holds it, when ARGV[1] is '') to the oldest
 # waiting job that still waits (canceled or deleted ones are dropped on the way).
+# The watchdog passes the holder statuses it saw (ARGV[7], comma-separated; 'missing' for
+# no job): the key is only handed on if the holder is still in one of them.
 # KEYS: holder, waiting, keys zset, event stream, suspect hash
-# ARGV: job id or '', key, now (epoch), enqueued_at (RQ text), job key prefix, queue key prefix
+# ARGV: job id or '', key, now (epoch), enqueued_at (RQ text), job key prefix, queue key prefix, statuses
 # Returns the promoted job id, '' when the key is now free, false when ARGV[1] is not the holder.
 _RELEASE = """
 local holder = redis.call('GET', KEYS[1])
 if ARGV[1] ~= '' and holder ~= ARGV[1] then
     return false
+end
+if ARGV[7] ~= '' and holder then
+    local status = redis.call('HGET', ARGV[5] .. holder, 'status') or 'missing'
+    if not string.find(',' .. ARGV[7] .. ',', ',' .. status .. ',', 1, true) then
+        return false
+    end
 end
 redis.call('HDEL', KEYS[5], ARGV[2])
 while true do
@@ -207,15 +215,16 @@ def key_enqueue(queue: Queue, job: Any, *, at_front: bool = False) -> Any:
     return job
 
 
-def key_release(connection: Redis, key: str, job_id: str = "") -> tuple[bool, str | None]:
-    """Give the key up (``job_id`` must hold it; ``""`` forces).
+def key_release(connection: Redis, key: str, job_id: str = "", *, if_status: str = "") -> tuple[bool, str | None]:
+    """Give the key up (``job_id`` must hold it; ``""`` forces; ``if_status``: only if the
+    holder's status is still this one).
 
     Returns (released, promoted job id or None when the key is now free); released is
     False when ``job_id`` did not hold the key (someone already handed it on).
     """
     result = _scripts(connection)["release"](
         keys=[holder_key(key), waiting_key(key), KEYS_ZSET, events.STREAM_KEY, SUSPECT_HASH],
-        args=[job_id, key, time.time(), utcformat(now()), Job.redis_job_namespace_prefix, QUEUE_PREFIX],
+        args=[job_id, key, time.time(), utcformat(now()), Job.redis_job_namespace_prefix, QUEUE_PREFIX, if_status],
     )
     if result is None:
         return False, None
@@ -337,7 +346,8 @@ def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: 
             connection.zrem(KEYS_ZSET, state.key)
         elif action == "release":
             # The holder is over: hand the key on now (a late release by its worker is a no-op).
-            released, _promoted = key_release(connection, state.key, state.holder)
+            seen = state.holder_status or "missing"
+            released, _promoted = key_release(connection, state.key, state.holder, if_status=seen)
             if released:
                 log.warning("key watchdog: key %s moved on (%s)", state.key, state.note)
                 moved += 1

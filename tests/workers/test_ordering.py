@@ -149,6 +149,20 @@ def test_a_canceled_waiting_job_is_skipped_when_the_key_moves_on(run_burst, redi
     assert statuses(jobs) == [JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.FINISHED]
 
 
+def test_a_canceled_holder_is_handed_on_by_the_watchdog(run_burst, redis_conn):
+    jobs = [enqueue(STEP, "k", seq, key="k") for seq in range(2)]
+    drain()
+    job_cancel(job_id=jobs[0].id)
+    [state] = key_states()
+    assert (state.state, state.note) == ("stalled", "its holder is canceled but did not hand the key on")
+
+    assert keys_watchdog(redis_conn, exclusive=False) == 1
+    run_burst(simple=True)
+
+    assert order(redis_conn, "k") == ["1"]
+    assert statuses(jobs) == [JobStatus.CANCELED, JobStatus.FINISHED]
+
+
 @pytest.mark.slow
 def test_a_concurrency_limit_is_never_exceeded_across_workers(start_worker, redis_conn):
     with override_settings(JOBSITE={**settings.JOBSITE, "LIMITS": {"smtp": 2}}):
