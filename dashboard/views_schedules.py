@@ -56,22 +56,20 @@ def _act(request: HttpRequest, pk: int, action: Callable[..., Any], done: str) -
     return redirect("dashboard:schedules")
 
 
-@require_POST
-@staff_member_required
-def schedule_pause_view(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, schedule_pause, "paused")
+def _action_view(action: Callable[..., Any], done: str) -> Callable[[HttpRequest, int], HttpResponse]:
+    """A staff-only POST view that runs one schedule service and answers like ``_act``."""
+
+    @require_POST
+    @staff_member_required
+    def view(request: HttpRequest, pk: int) -> HttpResponse:
+        return _act(request, pk, action, done)
+
+    return view
 
 
-@require_POST
-@staff_member_required
-def schedule_resume_view(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, schedule_resume, "resumed")
-
-
-@require_POST
-@staff_member_required
-def schedule_run_view(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, schedule_run_now, "started a run now")
+schedule_pause_view = _action_view(schedule_pause, "paused")
+schedule_resume_view = _action_view(schedule_resume, "resumed")
+schedule_run_view = _action_view(schedule_run_now, "started a run now")
 
 
 @require_GET
