@@ -269,8 +269,15 @@ _HEALTHY = {
 }
 
 
+# LPOS is linear in the queue's length: look for at most this many queued holders per
+# pass, and only for keys idle longer than the stall timeout.
+MAX_QUEUE_SCANS = 100
+
+
 def _inspect(connection: Redis, entries: list[tuple[str, float]], moment: float) -> list[tuple[KeyState, str]]:
     """Each key's state plus the action the watchdog would take: '', release, redrive, orphan."""
+    stall_timeout = float(settings.JOBSITE.get("KEY_STALL_TIMEOUT", 30))
+    scans = 0
     with connection.pipeline(transaction=False) as pipe:
         for key, _score in entries:
             pipe.get(holder_key(key))
@@ -300,7 +307,10 @@ def _inspect(connection: Redis, entries: list[tuple[str, float]], moment: float)
                 state, note = "blocked", f"holder is {'dead' if status == 'failed' else status}: retry or discard it"
             else:
                 state, note, action = "stalled", f"its holder is {status} but did not hand the key on", "release"
+        elif status == "queued" and (idle < stall_timeout or scans >= MAX_QUEUE_SCANS):
+            state, note = "queued", ""
         elif status == "queued":
+            scans += 1
             in_queue = connection.lpos(QUEUE_PREFIX + origin, holder) is not None
             in_flight = connection.lpos(f"{QUEUE_PREFIX}{origin}:intermediate", holder) is not None
             if in_queue or in_flight:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from rq import Queue
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from workers import enqueue
 from workers.models import Schedule
+from workers.ordering import KEYS_ZSET
 from workers.recorder import drain
 from workers.schedules import schedule_save, schedules_fire_due
 
@@ -85,6 +87,7 @@ def test_keys_page_lists_waiting_and_stalled_keys(admin_client, redis_conn):
     enqueue("tests.orderfuncs.step", "post:42", 1, key="post:42")
     enqueue("tests.orderfuncs.step", "post:7", 0, key="post:7")
     redis_conn.lrem(Queue("default", connection=redis_conn).key, 0, first.id)  # a holder lost by a worker
+    redis_conn.zadd(KEYS_ZSET, {"post:42": time.time() - 60})  # ... a minute ago
 
     page = admin_client.get("/dashboard/keys/").content.decode()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from django.conf import settings
@@ -13,7 +14,7 @@ from tests.conftest import wait_for
 from workers import enqueue
 from workers.api import EnqueueError
 from workers.models import JobRecord, JobStatus
-from workers.ordering import holder_key, key_states, keys_watchdog
+from workers.ordering import KEYS_ZSET, holder_key, key_states, keys_watchdog
 from workers.recorder import drain
 from workers.services import dead_letter_discard, job_cancel
 
@@ -96,6 +97,7 @@ def test_a_holder_lost_between_queue_and_worker_is_re_driven_by_the_watchdog(sta
     # What a multi-queue worker killed between popping the job and starting it leaves
     # behind: the holder says "queued" but sits in no queue.
     assert redis_conn.lrem(Queue("default", connection=redis_conn).key, 0, first.id) == 1
+    redis_conn.zadd(KEYS_ZSET, {"k": time.time() - 60})  # and no progress on the key for a minute
     [state] = key_states()
     assert (state.key, state.state, state.waiting) == ("k", "stalled", 1)
     assert "in no queue" in state.note
