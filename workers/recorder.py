@@ -115,7 +115,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     status = JobStatus(kind)
     rank = STATUS_RANK[status]
     current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
-    moment = _dt(event["t"])
+    moment = _dt(event["t"]) or datetime.now(UTC)
     is_failure = status in (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
     if is_failure:
         batch.errors.append(
