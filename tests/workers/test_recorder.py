@@ -65,3 +65,19 @@ def test_progress_applies_only_to_the_running_attempt():
     )
     record.refresh_from_db()
     assert record.progress == 100
+
+
+def test_an_event_the_recorder_cannot_apply_is_set_aside_and_the_rest_applied(redis_conn):
+    from workers import events
+    from workers.recorder import POISON_KEY, Recorder
+
+    t = time.time()
+    events.append(redis_conn, {"e": "no-such-status", "id": "bad", "a": 1, "t": t, "q": "default", "f": "x.y"})
+    events.append(redis_conn, _event("queued", 1, t, enq=t))
+
+    assert Recorder(redis_conn, name="t").drain() == 2
+
+    assert JobRecord.objects.get(job_id="job-1").status == JobStatus.QUEUED
+    assert redis_conn.llen(POISON_KEY) == 1
+    assert b"no-such-status" in redis_conn.lindex(POISON_KEY, 0)
+    assert redis_conn.xlen(events.STREAM_KEY) == 0
