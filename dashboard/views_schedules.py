@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from workers.conf import setting
 from workers.ordering import key_states
 from workers.schedules import (
     ScheduleActionError,
@@ -76,5 +76,5 @@ schedule_run_view = _action_view(schedule_run_now, "started a run now")
 @staff_member_required
 def keys(request: HttpRequest) -> HttpResponse:
     template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
-    stall_timeout = settings.JOBSITE.get("KEY_STALL_TIMEOUT", 30)
+    stall_timeout = setting("KEY_STALL_TIMEOUT", 30)
     return render(request, template, {"keys": key_states(), "stall_timeout": stall_timeout})

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from redis import Redis
 from rq.job import Job
 from rq.queue import Queue
@@ -33,6 +32,7 @@ from rq.rate_limit import RateLimit, RateLimitRegistry
 from rq.utils import now, utcformat
 
 from . import events
+from .conf import setting
 from .models import JobStatus
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def key_class(key: str) -> str:
 
 def blocks_on_dead(key: str) -> bool:
     """Does a dead-lettered job keep its key blocked (until retried or discarded)?"""
-    options = settings.JOBSITE.get("KEY_CLASSES", {}).get(key_class(key), {})
+    options = setting("KEY_CLASSES", {}).get(key_class(key), {})
     return options.get("on_dead", "release") == "block"
 
 
@@ -154,7 +154,7 @@ def rate_limit_for(limit: str | tuple[str, int] | list[Any] | None) -> RateLimit
     """``"smtp"`` (declared in JOBSITE["LIMITS"]) or ``("smtp", 3)`` -> RQ's RateLimit."""
     if limit is None:
         return None
-    declared = settings.JOBSITE.get("LIMITS", {})
+    declared = setting("LIMITS", {})
     if isinstance(limit, str):
         if limit not in declared:
             known = ", ".join(sorted(declared)) or "none declared"
@@ -276,7 +276,7 @@ MAX_QUEUE_SCANS = 100
 
 def _inspect(connection: Redis, entries: list[tuple[str, float]], moment: float) -> list[tuple[KeyState, str]]:
     """Each key's state plus the action the watchdog would take: '', release, redrive, orphan."""
-    stall_timeout = float(settings.JOBSITE.get("KEY_STALL_TIMEOUT", 30))
+    stall_timeout = float(setting("KEY_STALL_TIMEOUT", 30))
     scans = 0
     with connection.pipeline(transaction=False) as pipe:
         for key, _score in entries:
@@ -341,13 +341,13 @@ def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: 
     ``exclusive``: skip the pass when another worker ran one within the interval (every
     worker's companion calls this; one pass per interval is enough).
     """
-    interval = float(settings.JOBSITE.get("WATCHDOG_INTERVAL", 3))
+    interval = float(setting("WATCHDOG_INTERVAL", 3))
     if exclusive and not connection.set(WATCHDOG_LOCK, 1, nx=True, px=max(int(interval * 900), 100)):
         return 0
     moment = time.time() if moment is None else moment
     for registry in RateLimitRegistry.all(connection):
         registry.cleanup()  # frees slots of jobs that died or were dead-lettered by our watchdog
-    timeout = float(settings.JOBSITE.get("KEY_STALL_TIMEOUT", 30))
+    timeout = float(setting("KEY_STALL_TIMEOUT", 30))
     entries = [(k.decode(), s) for k, s in connection.zrange(KEYS_ZSET, 0, 999, withscores=True)]
     suspects = {k.decode(): json.loads(v) for k, v in connection.hgetall(SUSPECT_HASH).items()}
     moved = 0

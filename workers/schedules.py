@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rq.exceptions import DuplicateJobError
 
+from .conf import setting
 from .models import CatchUp, JobOrigin, JobRecord, Schedule, ScheduleRun, ScheduleSource
 from .registry import schedulable_functions
 
@@ -194,7 +195,7 @@ def schedule_fire(*, schedule: Schedule, now: datetime) -> ScheduleRun | None:
     if due is None or due > now:
         return None
     window = due_window(schedule, due=due, now=now)
-    on_time = (now - window.latest).total_seconds() <= settings.JOBSITE.get("SCHEDULE_GRACE", 60)
+    on_time = (now - window.latest).total_seconds() <= setting("SCHEDULE_GRACE", 60)
     fire = schedule.catch_up == CatchUp.ONCE or on_time
     missed = window.missed + (0 if fire else 1)
     run = None

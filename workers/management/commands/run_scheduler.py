@@ -8,11 +8,11 @@ import socket
 import threading
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
+from workers.conf import setting
 from workers.schedules import scheduler_heartbeat, schedulers_alive, schedules_fire_due, schedules_sync
 from workers.tracking import redis_connection
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        interval = float(settings.JOBSITE.get("SCHEDULER_INTERVAL", 1.0))
+        interval = float(setting("SCHEDULER_INTERVAL", 1.0))
         scheduler_heartbeat(connection, name)
         others = [n for n in schedulers_alive(connection) if n != name]
         self.stdout.write(f"scheduler {name} started" + (f" beside {', '.join(others)}" if others else ""))
