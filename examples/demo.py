@@ -92,8 +92,11 @@ def source_orders_add(*, count: int, rng: random.Random) -> int:
 class DemoTraffic:
     """A realistic mix of work, one action per call to ``step()``."""
 
-    def __init__(self, *, rng: random.Random | None = None, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, *, rng: random.Random | None = None, pace: float = 1.0, log: Callable[[str], None] = print
+    ) -> None:
         self.rng = rng or random.Random()
+        self.pace = pace  # scales how long slow and long jobs take
         self.log = log
         self.counts: Counter[str] = Counter()
         self.articles = list(Article.objects.order_by("pk").values_list("pk", flat=True))
@@ -114,11 +117,12 @@ class DemoTraffic:
         action()
 
     def every_kind(self) -> None:
-        """One of each (`--once`), plus a campaign and an ETL run."""
+        """One of each (`--once`), plus a campaign, an ETL run and a page-view flush."""
         for action, _ in self.actions:
             action()
         self.campaign()
         self.etl_run()
+        job_enqueue("examples.jobs.pageviews.page_views_flush", queue="high")
 
     def _enqueue(self, kind: str, func: str, *args: object, **options: object) -> None:
         job_enqueue(f"examples.jobs.demo.{func}", args=args, **options)  # type: ignore[arg-type]
@@ -137,7 +141,7 @@ class DemoTraffic:
         self._enqueue("quick", "thumbnail_resize", self.rng.randint(1, 10_000), queue="high")
 
     def slow(self) -> None:
-        seconds = round(self.rng.uniform(1, 4), 1)
+        seconds = round(self.rng.uniform(1, 4) * self.pace, 2)
         self._enqueue("slow", "search_reindex", self.rng.randint(1, 10_000), seconds, queue="low")
 
     def flaky(self) -> None:
@@ -147,7 +151,7 @@ class DemoTraffic:
         self._enqueue("broken", "invoice_sync", self.rng.randint(1000, 9999))
 
     def long(self) -> None:
-        self._enqueue("long", "report_render", self.rng.randint(1, 500), 10, 1.5, queue="low")
+        self._enqueue("long", "report_render", self.rng.randint(1, 500), 10, 1.5 * self.pace, queue="low")
 
     def scheduled(self) -> None:
         delay = timedelta(seconds=self.rng.randint(10, 90))

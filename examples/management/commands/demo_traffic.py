@@ -23,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")
         parser.add_argument("--once", action="store_true", help="seed, one action of every kind, then exit")
         parser.add_argument("--campaign-every", type=float, default=300, help="seconds between campaigns")
+        parser.add_argument("--pace", type=float, default=1.0, help="scales how long slow and long jobs take")
         parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable mix")
         parser.add_argument(
             "--drive-schedules",
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             return
         seeded = demo_data_seed()
         self.stdout.write("demo data: " + ", ".join(f"{v} {k}" for k, v in seeded.items()))
-        traffic = DemoTraffic(rng=random.Random(options["seed"]), log=self.stdout.write)
+        traffic = DemoTraffic(rng=random.Random(options["seed"]), pace=options["pace"], log=self.stdout.write)
         if options["once"]:
             traffic.every_kind()
             self._summary(traffic)
