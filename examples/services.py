@@ -16,7 +16,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from workers.api import job_enqueue
@@ -374,11 +374,12 @@ def etl_run_start(*, job_id: str = "", page_size: int | None = None) -> EtlRun |
     try:
         with transaction.atomic():
             lo = EtlRun.objects.aggregate(m=Max("hi"))["m"] or 0
-            hi = SourceOrder.objects.filter(pk__gt=lo, created_at__lte=cutoff).aggregate(m=Max("pk"))["m"]
-            if hi is None:
+            new = SourceOrder.objects.filter(pk__gt=lo, created_at__lte=cutoff).aggregate(first=Min("pk"), hi=Max("pk"))
+            if new["hi"] is None:
                 return None
+            hi = new["hi"]
             run = EtlRun.objects.create(lo=lo, hi=hi, page_size=size, job_id=job_id)  # lo is unique
-            for start in range(lo + 1, hi + 1, size):
+            for start in range(new["first"], hi + 1, size):
                 page = EtlPage.objects.create(run=run, lo=start, hi=min(start + size, hi + 1))
                 _page_enqueue(page, parent_job_id=job_id)
     except IntegrityError:
