@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import connections
 
+from .forkguard import FORK_GUARD
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
 from .watchdog import abandoned_jobs_fail
@@ -59,7 +60,8 @@ class Companion:
                         mark_alive(self.connection, self.worker_name)
                         next_alive = now + alive_every
                     if now >= next_watchdog:
-                        abandoned_jobs_fail(self.connection)
+                        with FORK_GUARD:
+                            abandoned_jobs_fail(self.connection)
                         if self.record:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every

@@ -25,6 +25,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from . import events
+from .forkguard import FORK_GUARD
 from .models import STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def apply_events(batch_events: list[dict[str, Any]]) -> int:
     if not by_job:
         return 0
     job_ids = sorted(by_job)
-    with transaction.atomic():
+    with FORK_GUARD, transaction.atomic():
         # Make every row exist, then lock them in a fixed order: two recorders working on
         # the same job serialize here instead of overwriting each other.
         JobRecord.objects.bulk_create(

@@ -22,6 +22,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
 from . import events
+from .forkguard import FORK_GUARD
 from .models import JobStatus
 from .retry import policy_for
 
@@ -301,9 +302,11 @@ class TrackingWorker(_TrackingMixin, Worker):
     """The forking worker: each job runs in a work horse, so a crash costs one attempt."""
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
-        # The horse must open its own database connections, never share the parent's.
-        connections.close_all()
-        super().fork_work_horse(job, queue)
+        # The horse must open its own database connections, never share the parent's, and
+        # must not be forked while the companion thread is inside a transaction.
+        with FORK_GUARD:
+            connections.close_all()
+            super().fork_work_horse(job, queue)
 
 
 class TrackingSimpleWorker(_TrackingMixin, SimpleWorker):

@@ -22,6 +22,13 @@ def _db_total() -> int:
     return Article.objects.aggregate(n=Sum("views"))["n"] or 0
 
 
+def _article_with_visits(visits: int) -> Article:
+    article = ArticleFactory()
+    for _ in range(visits):
+        services.article_view_record(article_id=article.pk)
+    return article
+
+
 def _visit_many(article_ids: list[int], visits: int, errors: list[BaseException]) -> None:
     try:
         for i in range(visits):
@@ -33,14 +40,16 @@ def _visit_many(article_ids: list[int], visits: int, errors: list[BaseException]
 
 
 @pytest.mark.slow
-def test_20_writers_x_1000_visits_while_flushes_run_and_fail_lose_nothing(start_worker, redis_conn):
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_20_writers_x_1000_visits_while_flushes_run_and_fail_lose_nothing(start_worker, redis_conn, simple):
     articles = [ArticleFactory().pk for _ in range(5)]
     # The first flushes that find visits fail: twice inside the database transaction, then
     # twice after its commit (before the Redis cleanup), while the writers keep writing.
     fault_arm(name="examples.pageviews.apply", times=2)
     fault_arm(name="examples.pageviews.cleanup", times=2)
-    # A non-forking worker process: flushes run back to back, as fast as a worker can.
-    start_worker("high", simple=True)
+    # On SQLite the forking worker also proves that no horse is forked while the worker's
+    # recorder thread is inside a transaction (workers/forkguard.py).
+    start_worker("high", simple=simple)
     ready = enqueue("examples.jobs.pageviews.page_views_flush", queue="high")
     wait_for(lambda: JobRecord.objects.filter(job_id=ready.id, status=JobStatus.FINISHED).exists(), timeout=60)
     errors: list[BaseException] = []
@@ -118,9 +127,7 @@ def test_visiting_an_unknown_article_is_404_and_counts_nothing(client, redis_con
 
 @pytest.mark.django_db
 def test_flush_failing_inside_the_transaction_keeps_the_counts_for_the_next_flush():
-    article = ArticleFactory()
-    for _ in range(7):
-        services.article_view_record(article_id=article.pk)
+    article = _article_with_visits(7)
     fault_arm(name="examples.pageviews.apply")
 
     with pytest.raises(InjectedFault):
@@ -138,9 +145,7 @@ def test_flush_failing_inside_the_transaction_keeps_the_counts_for_the_next_flus
 
 @pytest.mark.django_db
 def test_flush_dying_after_commit_is_not_applied_twice(redis_conn):
-    article = ArticleFactory()
-    for _ in range(5):
-        services.article_view_record(article_id=article.pk)
+    article = _article_with_visits(5)
     fault_arm(name="examples.pageviews.cleanup")
 
     with pytest.raises(InjectedFault):
@@ -160,9 +165,7 @@ def test_flush_dying_after_commit_is_not_applied_twice(redis_conn):
 
 
 def test_flush_job_runs_on_a_worker_and_records_its_result(run_burst):
-    article = ArticleFactory()
-    for _ in range(4):
-        services.article_view_record(article_id=article.pk)
+    article = _article_with_visits(4)
     job = enqueue("examples.jobs.pageviews.page_views_flush", queue="high")
 
     run_burst("high")
