@@ -141,7 +141,7 @@ class DemoTraffic:
         self._enqueue("quick", "thumbnail_resize", self.rng.randint(1, 10_000), queue="high")
 
     def slow(self) -> None:
-        seconds = round(self.rng.uniform(1, 4) * self.pace, 2)
+        seconds = round(self.rng.uniform(0.5, 2) * self.pace, 2)
         self._enqueue("slow", "search_reindex", self.rng.randint(1, 10_000), seconds, queue="low")
 
     def flaky(self) -> None:
@@ -151,7 +151,7 @@ class DemoTraffic:
         self._enqueue("broken", "invoice_sync", self.rng.randint(1000, 9999))
 
     def long(self) -> None:
-        self._enqueue("long", "report_render", self.rng.randint(1, 500), 10, 1.5 * self.pace, queue="low")
+        self._enqueue("long", "report_render", self.rng.randint(1, 500), 10, 1.0 * self.pace, queue="low")
 
     def scheduled(self) -> None:
         delay = timedelta(seconds=self.rng.randint(10, 90))

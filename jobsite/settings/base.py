@@ -101,6 +101,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGIN_URL = "admin:login"
 
+# Mail goes to the console unless configured (production.py defaults to SMTP).
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
 # --- RQ -------------------------------------------------------------------------------
 # Queues drained in this order by a worker that listens on all of them (priorities).
 JOBSITE_QUEUES = env_list("JOBSITE_QUEUES", "high,default,low")
@@ -157,7 +160,7 @@ EXAMPLES = {
     "PAGE_VIEWS_MODE": os.environ.get("JOBSITE_PAGE_VIEWS_MODE", "redis"),
     "EMAIL_FROM": "digest@jobsite.example",
     "EMAIL_BATCH_SIZE": 50,
-    "EMAIL_QUEUE": "low",
+    "EMAIL_QUEUE": "default",
     "ETL_PAGE_SIZE": 200,
     "ETL_QUEUE": "default",
     # Source rows younger than this wait for the next run (a late commit is never skipped).

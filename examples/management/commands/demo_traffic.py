@@ -19,7 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--rate", type=float, default=3.0, help="actions per second (default 3)")
+        parser.add_argument("--rate", type=float, default=2.0, help="actions per second (default 2)")
         parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until stopped")
         parser.add_argument("--once", action="store_true", help="seed, one action of every kind, then exit")
         parser.add_argument("--campaign-every", type=float, default=300, help="seconds between campaigns")
