@@ -6,6 +6,7 @@ import random
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             self.stdout.write("no scheduler process: demo_traffic fires the examples' interval schedules itself")
         started = time.monotonic()
         last_campaign = -options["campaign_every"]
+        # A first ETL run as soon as the seeded rows are old enough for one (see ETL_LAG_SECONDS).
+        etl_due: float | None = settings.EXAMPLES["ETL_LAG_SECONDS"] + 1.0
         last_summary = 0.0
         fired: dict[str, float] = {}
         interval = 1.0 / options["rate"]
@@ -61,6 +64,9 @@ class Command(BaseCommand):
                 if elapsed - last_campaign >= options["campaign_every"]:
                     last_campaign = elapsed
                     traffic.campaign()
+                if etl_due is not None and elapsed >= etl_due:
+                    etl_due = None
+                    traffic.etl_run()
                 traffic.step()
                 if elapsed - last_summary >= 30:
                     last_summary = elapsed
