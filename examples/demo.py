@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -181,10 +182,12 @@ class DemoTraffic:
 
     def schedules_drive(self, elapsed: float, last: dict[str, float]) -> None:
         """Without a scheduler process, fire the examples' schedules from here."""
-        for entry in settings.JOBSITE_SCHEDULES:
-            interval = entry.get("interval")
-            if not interval or not entry["func"].startswith("examples."):
+        schedules: list[dict[str, Any]] = getattr(settings, "JOBSITE_SCHEDULES", [])
+        for entry in schedules:
+            interval = float(entry.get("interval") or 0)
+            func = str(entry["func"])
+            if not interval or not func.startswith("examples."):
                 continue
-            if elapsed - last.get(entry["func"], -interval) >= interval:
-                last[entry["func"]] = elapsed
-                job_enqueue(entry["func"], queue=entry.get("queue", "default"), origin=JobOrigin.SCHEDULE)
+            if elapsed - last.get(func, -interval) >= interval:
+                last[func] = elapsed
+                job_enqueue(func, queue=entry.get("queue", "default"), origin=JobOrigin.SCHEDULE)

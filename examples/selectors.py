@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db.models import Count, Q
 
+from .conf import example_setting
 from .models import Article, Campaign, Delivery, EtlPage, EtlRun, OrderFact, PageViewFlush
 from .services import page_views_pending
 
@@ -36,7 +36,7 @@ def page_views_last_flush() -> PageViewFlush | None:
 
 
 def page_views_mode() -> str:
-    return settings.EXAMPLES["PAGE_VIEWS_MODE"]
+    return example_setting("PAGE_VIEWS_MODE")
 
 
 @dataclass(frozen=True)

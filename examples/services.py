@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TypeVar
 
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Min
@@ -22,6 +21,7 @@ from django.utils import timezone
 from workers.api import job_enqueue
 from workers.models import JobOrigin
 
+from .conf import example_setting
 from .connection import get_redis
 from .faults import fault_point
 from .models import (
@@ -84,7 +84,7 @@ return 0
 
 def article_view_record(*, article_id: int) -> None:
     """Count one visit. Redis mode: one HINCRBY, no database write. Direct mode: one UPDATE."""
-    if settings.EXAMPLES["PAGE_VIEWS_MODE"] == "direct":
+    if example_setting("PAGE_VIEWS_MODE") == "direct":
         Article.objects.filter(pk=article_id).update(views=F("views") + 1)
     else:
         get_redis().hincrby(PENDING_KEY, str(article_id), 1)
@@ -158,7 +158,7 @@ def campaign_create(*, key: str, subject: str, body: str, batch_size: int | None
         defaults={
             "subject": subject,
             "body": body,
-            "batch_size": batch_size or settings.EXAMPLES["EMAIL_BATCH_SIZE"],
+            "batch_size": batch_size or example_setting("EMAIL_BATCH_SIZE"),
         },
     )
     return campaign
@@ -205,7 +205,7 @@ def campaign_fan_out(
                 job = job_enqueue(
                     "examples.jobs.campaigns.campaign_send_batch",
                     kwargs={"campaign_id": campaign_id, "delivery_ids": todo},
-                    queue=settings.EXAMPLES["EMAIL_QUEUE"],
+                    queue=example_setting("EMAIL_QUEUE"),
                     origin=JobOrigin.FANOUT,
                     parent_job_id=manager_job_id,
                 )
@@ -237,7 +237,7 @@ def _send(delivery: Delivery) -> None:
     EmailMessage(
         subject=campaign.subject,
         body=f"Hi {subscriber.name or subscriber.email},\n\n{campaign.body}",
-        from_email=settings.EXAMPLES["EMAIL_FROM"],
+        from_email=example_setting("EMAIL_FROM"),
         to=[subscriber.email],
         # Stable per delivery, so a receiving system can drop a duplicate should the
         # process die between handing the mail over and committing `sent` below.
@@ -278,7 +278,7 @@ def delivery_batch_send(*, campaign_id: int, delivery_ids: Sequence[int], batch_
                 job = job_enqueue(
                     "examples.jobs.campaigns.campaign_send_one",
                     kwargs={"delivery_id": delivery.pk},
-                    queue=settings.EXAMPLES["EMAIL_QUEUE"],
+                    queue=example_setting("EMAIL_QUEUE"),
                     origin=JobOrigin.FANOUT,
                     parent_job_id=batch_job_id,
                 )
@@ -354,7 +354,7 @@ def _page_enqueue(page: EtlPage, *, parent_job_id: str) -> None:
     job = job_enqueue(
         "examples.jobs.etl.etl_page_process",
         kwargs={"page_id": page.pk},
-        queue=settings.EXAMPLES["ETL_QUEUE"],
+        queue=example_setting("ETL_QUEUE"),
         origin=JobOrigin.FANOUT if parent_job_id else JobOrigin.EVENT,
         parent_job_id=parent_job_id,
     )
@@ -369,8 +369,8 @@ def etl_run_start(*, job_id: str = "", page_size: int | None = None) -> EtlRun |
     commits late is not skipped. Returns None when there is nothing new (or another
     starter made the same run first).
     """
-    size = page_size or settings.EXAMPLES["ETL_PAGE_SIZE"]
-    cutoff = timezone.now() - timedelta(seconds=settings.EXAMPLES["ETL_LAG_SECONDS"])
+    size = page_size or example_setting("ETL_PAGE_SIZE")
+    cutoff = timezone.now() - timedelta(seconds=example_setting("ETL_LAG_SECONDS"))
     try:
         with transaction.atomic():
             lo = EtlRun.objects.aggregate(m=Max("hi"))["m"] or 0
@@ -389,7 +389,7 @@ def etl_run_start(*, job_id: str = "", page_size: int | None = None) -> EtlRun |
 
 def etl_run_request() -> str:
     """Enqueue the run starter now (what its schedule does); returns the job id."""
-    return job_enqueue("examples.jobs.etl.etl_run_start", queue=settings.EXAMPLES["ETL_QUEUE"]).id
+    return job_enqueue("examples.jobs.etl.etl_run_start", queue=example_setting("ETL_QUEUE")).id
 
 
 def _extract(page: EtlPage) -> None:
@@ -429,6 +429,12 @@ def _transform(page: EtlPage) -> None:
     page.save(update_fields=["stage", "updated_at"])
 
 
+def _transformed(value: int | None) -> int:
+    if value is None:  # the page's stage says transformed: a missing value is a bug, not a zero
+        raise ValueError("staged row reached load without its transform")
+    return value
+
+
 def _load(page: EtlPage) -> None:
     staged = list(EtlStagedRow.objects.filter(page=page).order_by("source_id"))
     for chunk in _chunks(staged, _CHUNK):
@@ -438,8 +444,8 @@ def _load(page: EtlPage) -> None:
                 ordered_on=timezone.localdate(row.ordered_at),
                 country=row.country,
                 currency=row.currency,
-                amount_cents=row.amount_cents,
-                amount_usd_cents=row.amount_usd_cents,
+                amount_cents=_transformed(row.amount_cents),
+                amount_usd_cents=_transformed(row.amount_usd_cents),
                 run_id=page.run_id,
             )
             for row in chunk

@@ -50,7 +50,7 @@ def examples_panels(request: HttpRequest) -> HttpResponse:
 
 def _done(request: HttpRequest, message: str) -> HttpResponse:
     """After an action: the refreshed panels for htmx, a redirect with a message otherwise."""
-    if request.htmx:
+    if request.headers.get("HX-Request") == "true":
         context = {**_panels_context(), "notice": message}
         return render(request, "examples/dashboard.html#panels", context)
     messages.info(request, message)

@@ -10,6 +10,9 @@ echo "== lint (ruff)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "== types (mypy)"
+.venv/bin/mypy
+
 echo "== makemigrations --check"
 DJANGO_SETTINGS_MODULE=jobsite.settings.test $PY manage.py makemigrations --check --dry-run >/dev/null
 

@@ -46,3 +46,10 @@ def count_and_report(steps: int) -> int:
     for done in range(1, steps + 1):
         progress(done, steps, f"step {done}")
     return steps
+
+
+def hang_first_time(name: str) -> str:
+    """Hangs (reporting its pid) on the first call for ``name``; later calls return at once."""
+    if _redis().incr(f"test:calls:{name}") == 1:
+        hang_and_report_pid(name)
+    return "second attempt ok"

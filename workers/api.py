@@ -14,6 +14,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from . import events
+from .conf import setting
 from .models import JobOrigin
 from .retry import RetryPolicy, policy_for
 from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, TrackedJob
@@ -115,14 +116,14 @@ def job_enqueue(
         meta[META_PARENT] = parent_job_id
     rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
     job = rq_queue.create_job(
-        target,
+        target,  # type: ignore[type-var]
         args=tuple(args),
         kwargs=dict(kwargs or {}),
         timeout=timeout,
         meta=meta,
         job_id=job_id,
-        result_ttl=settings.JOBSITE.get("RESULT_TTL", 3600),
-        failure_ttl=settings.JOBSITE["DEAD_JOB_TTL"],
+        result_ttl=setting("RESULT_TTL", 3600),
+        failure_ttl=setting("DEAD_JOB_TTL"),
     )
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 

@@ -7,9 +7,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.db import connections
 
+from .conf import setting
 from .forkguard import FORK_GUARD
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
@@ -27,7 +27,7 @@ class Companion:
         self.record = record
         # A connection of its own: the worker's pool stays untouched by this thread.
         self.connection = redis_connection()
-        self.recorder = Recorder(self.connection, name=worker.name, batch_size=settings.JOBSITE["RECORDER_BATCH"])
+        self.recorder = Recorder(self.connection, name=worker.name, batch_size=setting("RECORDER_BATCH"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
 
@@ -48,8 +48,8 @@ class Companion:
             connections.close_all()
 
     def _run(self) -> None:
-        alive_every = max(settings.JOBSITE["WORKER_ALIVE_TTL"] / 3, 0.5)
-        watchdog_every = settings.JOBSITE["WATCHDOG_INTERVAL"]
+        alive_every = max(setting("WORKER_ALIVE_TTL") / 3, 0.5)
+        watchdog_every = setting("WATCHDOG_INTERVAL")
         next_alive = next_watchdog = 0.0
         failures = 0
         try:

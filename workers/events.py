@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from django.conf import settings
+from .conf import setting
 
 STREAM_KEY = "jobsite:events"
 GROUP = "jobsite-recorder"
@@ -20,7 +20,7 @@ PROGRESS = "progress"
 
 def bounded(text: str, limit: int | None = None) -> str:
     """Cut ``text`` to the configured size, saying how much was cut."""
-    limit = limit or settings.JOBSITE["REPR_LIMIT"]
+    limit = limit or setting("REPR_LIMIT")
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit} more characters]"
@@ -28,7 +28,7 @@ def bounded(text: str, limit: int | None = None) -> str:
 
 def safe_repr(value: Any, limit: int | None = None) -> str:
     """repr() that never raises and never returns more than ``limit`` characters."""
-    limit = limit or settings.JOBSITE["REPR_LIMIT"]
+    limit = limit or setting("REPR_LIMIT")
     try:
         if isinstance(value, (bytes, bytearray)) and len(value) > limit:
             value = bytes(value[:limit])

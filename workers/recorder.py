@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from django.db.utils import DataError
 from redis import Redis
 from redis.exceptions import ResponseError
 
@@ -45,9 +44,9 @@ _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<nam
 POISON_KEY = "jobsite:events:unapplied"
 
 
-def _is_poison(exc: Exception) -> bool:
-    """An error in the data itself (not a lost connection): retrying cannot help."""
-    return isinstance(exc, (IntegrityError, DataError))
+def _is_transient(exc: Exception) -> bool:
+    """The database is away or busy (retry later), as opposed to an event it cannot take."""
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def _dt(epoch: float | None) -> datetime | None:
@@ -116,7 +115,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     status = JobStatus(kind)
     rank = STATUS_RANK[status]
     current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
-    moment = _dt(event["t"])
+    moment = _dt(event["t"]) or datetime.now(UTC)
     is_failure = status in (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
     if is_failure:
         batch.errors.append(
@@ -265,8 +264,8 @@ class Recorder:
                 log.error("dropping malformed jobsite event %r", fields)
         try:
             apply_events(decoded)
-        except DatabaseError as exc:
-            if not _is_poison(exc):
+        except Exception as exc:
+            if _is_transient(exc):
                 raise  # the database is away: leave the events pending, try again later
             self._apply_one_by_one(decoded)
         ids = [entry_id for entry_id, _ in entries]
@@ -282,8 +281,8 @@ class Recorder:
         for event in decoded:
             try:
                 apply_events([event])
-            except DatabaseError as exc:
-                if not _is_poison(exc):
+            except Exception as exc:
+                if _is_transient(exc):
                     raise
                 log.exception("jobsite event for job %s cannot be applied; kept in %s", event.get("id"), POISON_KEY)
                 self.connection.rpush(POISON_KEY, events.encode(dict(event))["d"])
@@ -313,9 +312,9 @@ class Recorder:
                 count=self.batch_size,
                 block=block_ms if stream_id == ">" else None,
             )
-            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]
+            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]  # type: ignore[str-unpack, union-attr]
             if entries:
-                return self._apply_and_ack(entries)
+                return self._apply_and_ack(entries)  # type: ignore[arg-type]
         return 0
 
     def drain(self) -> int:

@@ -6,7 +6,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.conf import settings
+from .conf import setting
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RetryPolicy:
 
 def policy_for(queue: str, override: dict[str, Any] | None = None) -> RetryPolicy:
     """Settings' default, then the queue's override, then the job's own."""
-    values = dict(settings.JOBSITE["RETRY"])
-    values.update(settings.JOBSITE.get("QUEUE_RETRY", {}).get(queue, {}))
+    values = dict(setting("RETRY"))
+    values.update(setting("QUEUE_RETRY", {}).get(queue, {}))
     values.update(override or {})
     return RetryPolicy(**values)

@@ -34,7 +34,9 @@ def _locked_record(job_id: str) -> JobRecord:
 
 def _fetch(job_id: str) -> TrackedJob:
     try:
-        return TrackedJob.fetch(job_id, connection=redis_connection())
+        job = TrackedJob.fetch(job_id, connection=redis_connection())
+        assert isinstance(job, TrackedJob)
+        return job
     except NoSuchJobError as exc:
         raise JobStateError(
             f"job {job_id} can no longer be run: its payload has expired from Redis (its record stays)"

@@ -22,6 +22,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
 from . import events
+from .conf import setting
 from .forkguard import FORK_GUARD
 from .models import JobStatus
 from .retry import policy_for
@@ -140,7 +141,7 @@ class TrackedJob(Job):
             "w": worker,
             "xt": events.bounded(exc_type, 255),
             "xm": events.bounded(message),
-            "tb": events.bounded(traceback_text, settings.JOBSITE["TRACEBACK_LIMIT"]),
+            "tb": events.bounded(traceback_text, setting("TRACEBACK_LIMIT")),
             "start": _epoch(self.started_at),
             "end": _epoch(ended),
             **self.descriptor(),
@@ -164,7 +165,7 @@ class TrackedQueue(DjangoRQ):
         return super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
 
 
-def describe_failure(exc_string: str, exc_info: tuple[Any, Any] | None, timeout: int | None) -> tuple[str, str, str]:
+def describe_failure(exc_string: str, exc_info: tuple[Any, Any] | None, timeout: float | None) -> tuple[str, str, str]:
     """(exception type, message an operator can read, traceback) for one failed attempt."""
     if exc_string.startswith("Work-horse terminated unexpectedly"):
         return ("WorkerDied", f"worker died: {_horse_death(exc_string)}", exc_string)
@@ -228,8 +229,8 @@ class _TrackingMixin:
             status = JobStatus.RETRYING
         else:
             status = JobStatus.DEAD
-            job.failure_ttl = max(job.failure_ttl or 0, settings.JOBSITE["DEAD_JOB_TTL"])
-        self._jobsite_failing = (job, status, failure)
+            job.failure_ttl = max(job.failure_ttl or 0, setting("DEAD_JOB_TTL"))
+        self._jobsite_failing: tuple[Any, str, tuple[str, str, str]] | None = (job, status, failure)
         job._jobsite_quiet = True  # type: ignore[attr-defined]
         try:
             super().handle_job_failure(  # type: ignore[misc]
@@ -252,7 +253,7 @@ class _TrackingMixin:
             )
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
-        self._jobsite_succeeding = job
+        self._jobsite_succeeding: Any = job
         try:
             super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
         finally:
@@ -287,7 +288,7 @@ class _TrackingMixin:
             else:
                 close_old_connections()
 
-    def work(self, burst: bool = False, **kwargs: Any) -> bool:
+    def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
         from .companion import Companion
 
         companion = Companion(self, record=self.run_recorder)  # type: ignore[arg-type]
@@ -298,7 +299,7 @@ class _TrackingMixin:
             companion.stop(drain=burst)
 
 
-class TrackingWorker(_TrackingMixin, Worker):
+class TrackingWorker(_TrackingMixin, Worker):  # type: ignore[misc]
     """The forking worker: each job runs in a work horse, so a crash costs one attempt."""
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
@@ -309,7 +310,7 @@ class TrackingWorker(_TrackingMixin, Worker):
             super().fork_work_horse(job, queue)
 
 
-class TrackingSimpleWorker(_TrackingMixin, SimpleWorker):
+class TrackingSimpleWorker(_TrackingMixin, SimpleWorker):  # type: ignore[misc]
     """Runs jobs in the worker process itself: faster, but a crash takes the worker down."""
 
 
@@ -319,7 +320,7 @@ def redis_connection() -> Redis:
 
 
 def mark_alive(connection: Redis, worker_name: str) -> None:
-    connection.set(ALIVE_KEY.format(worker_name), os.getpid(), ex=settings.JOBSITE["WORKER_ALIVE_TTL"])
+    connection.set(ALIVE_KEY.format(worker_name), os.getpid(), ex=setting("WORKER_ALIVE_TTL"))
 
 
 def is_alive(connection: Redis, worker_name: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from redis import Redis
 from rq.job import JobStatus as RQStatus
 from rq.job import NoSuchJobError
@@ -18,6 +17,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.utils import parse_composite_key
 
+from .conf import setting
 from .models import JobStatus
 from .retry import policy_for
 from .tracking import META_MAX_ATTEMPTS, META_RETRY, WORKERS_SET, TrackedJob, is_alive
@@ -27,16 +27,17 @@ log = logging.getLogger(__name__)
 
 def abandoned_jobs_fail(connection: Redis) -> int:
     """Fail every started job whose jobsite worker is dead; returns how many."""
-    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    known = {name.decode() for name in connection.smembers(WORKERS_SET)}  # type: ignore[union-attr]
     failed = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         registry = queue.started_job_registry
         for entry in connection.zrange(registry.key, 0, -1):
-            job_id, _execution = parse_composite_key(entry.decode())
+            job_id, _execution = parse_composite_key(entry.decode())  # type: ignore[union-attr]
             try:
                 job = TrackedJob.fetch(job_id, connection=connection)
+                assert isinstance(job, TrackedJob)
             except NoSuchJobError:
-                connection.zrem(registry.key, entry)
+                connection.zrem(registry.key, entry)  # type: ignore[arg-type]
                 continue
             worker = job.worker_name or ""
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
@@ -46,7 +47,7 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             # One watchdog per orphan, however many workers notice it.
             if not connection.set(f"jobsite:watchdog:{job_id}:{job.attempt}", 1, nx=True, ex=300):
                 continue
-            _fail(connection, queue, job, entry, worker)
+            _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
     return failed
 
@@ -58,7 +59,7 @@ def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker
     retries_left = max(max_attempts - attempt, 0)
     reason = (
         f"worker died: {worker} stopped heartbeating while running this job "
-        f"(killed or lost; no sign of life for {settings.JOBSITE['WORKER_ALIVE_TTL']} s)"
+        f"(killed or lost; no sign of life for {setting('WORKER_ALIVE_TTL')} s)"
     )
     log.warning("job %s: %s", job.id, reason)
     job._jobsite_retry_delay = policy.delay(attempt) if retries_left else None
@@ -75,7 +76,7 @@ def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker
             job.retries_left = retries_left
             job.retry(queue, pipe)
         else:
-            job.failure_ttl = max(job.failure_ttl or 0, settings.JOBSITE["DEAD_JOB_TTL"])
+            job.failure_ttl = max(job.failure_ttl or 0, setting("DEAD_JOB_TTL"))
             record_job_failure(job, reason, pipe)
         pipe.execute()
     job._jobsite_quiet = False

@@ -6,10 +6,10 @@ import random
 import time
 from typing import Any
 
-from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandParser
 
+from examples.conf import example_setting
 from examples.demo import DemoTraffic, demo_data_seed
 
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         last_campaign = -options["campaign_every"]
         # A first ETL run as soon as the seeded rows are old enough for one (see ETL_LAG_SECONDS).
-        etl_due: float | None = settings.EXAMPLES["ETL_LAG_SECONDS"] + 1.0
+        etl_due: float | None = example_setting("ETL_LAG_SECONDS") + 1.0
         last_summary = 0.0
         fired: dict[str, float] = {}
         interval = 1.0 / options["rate"]

@@ -1,0 +1,83 @@
+"""The recorder applies events idempotently; statuses never move backwards in an attempt."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from workers.models import JobError, JobMetric, JobRecord, JobStatus
+from workers.recorder import apply_events
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(kind: str, attempt: int, t: float, **extra) -> dict:
+    return {"e": kind, "id": "job-1", "a": attempt, "t": t, "q": "default", "f": "app.jobs.work", **extra}
+
+
+def test_the_same_events_applied_twice_change_nothing():
+    t = time.time()
+    batch = [
+        _event("queued", 1, t, enq=t),
+        _event("started", 1, t + 1, w="w1", start=t + 1),
+        _event("retrying", 1, t + 2, w="w1", xt="ValueError", xm="bad", tb="Traceback...", start=t + 1, end=t + 2),
+    ]
+    apply_events(batch)
+    apply_events(batch)
+
+    record = JobRecord.objects.get(job_id="job-1")
+    assert (record.status, record.attempts) == (JobStatus.RETRYING, 1)
+    assert JobError.objects.filter(job=record).count() == 1
+    metric = JobMetric.objects.get()
+    assert (metric.enqueued, metric.started, metric.failed) == (1, 1, 1)
+
+
+def test_a_late_event_of_an_attempt_never_moves_its_status_backwards():
+    t = time.time()
+    apply_events([_event("finished", 1, t + 2, res="42", start=t + 1, end=t + 2)])
+    apply_events([_event("started", 1, t + 1, w="w1", start=t + 1), _event("queued", 1, t)])
+
+    record = JobRecord.objects.get(job_id="job-1")
+    assert record.status == JobStatus.FINISHED
+    assert record.result_repr == "42"
+    assert record.duration == pytest.approx(1.0)
+
+
+def test_a_new_attempt_moves_on_from_the_last_ones_end():
+    t = time.time()
+    apply_events([_event("dead", 1, t, xt="E", xm="m", tb="")])
+    apply_events([_event("queued", 2, t + 5), _event("started", 2, t + 6, w="w2", start=t + 6)])
+
+    record = JobRecord.objects.get(job_id="job-1")
+    assert (record.status, record.attempts, record.worker) == (JobStatus.STARTED, 2, "w2")
+    assert record.ended_at is None
+
+
+def test_progress_applies_only_to_the_running_attempt():
+    t = time.time()
+    apply_events([_event("started", 1, t, w="w", start=t), {**_event("progress", 1, t + 1), "p": 40, "m": "halfway"}])
+    record = JobRecord.objects.get(job_id="job-1")
+    assert (record.progress, record.progress_message) == (40, "halfway")
+
+    apply_events(
+        [_event("finished", 1, t + 2, res="None", start=t, end=t + 2), {**_event("progress", 1, t + 3), "p": 50}]
+    )
+    record.refresh_from_db()
+    assert record.progress == 100
+
+
+def test_an_event_the_recorder_cannot_apply_is_set_aside_and_the_rest_applied(redis_conn):
+    from workers import events
+    from workers.recorder import POISON_KEY, Recorder
+
+    t = time.time()
+    events.append(redis_conn, {"e": "no-such-status", "id": "bad", "a": 1, "t": t, "q": "default", "f": "x.y"})
+    events.append(redis_conn, _event("queued", 1, t, enq=t))
+
+    assert Recorder(redis_conn, name="t").drain() == 2
+
+    assert JobRecord.objects.get(job_id="job-1").status == JobStatus.QUEUED
+    assert redis_conn.llen(POISON_KEY) == 1
+    assert b"no-such-status" in redis_conn.lindex(POISON_KEY, 0)
+    assert redis_conn.xlen(events.STREAM_KEY) == 0
