@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 from .conf import setting
+from .forkguard import FORK_GUARD
 from .ordering import keys_watchdog
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
@@ -71,8 +72,9 @@ class Companion:
                 try:
                     now = time.monotonic()
                     if now >= next_watchdog:
-                        abandoned_jobs_fail(self.connection)
-                        keys_watchdog(self.connection)
+                        with FORK_GUARD:
+                            abandoned_jobs_fail(self.connection)
+                        keys_watchdog(self.connection)  # Redis only: no guard needed
                         if self.record:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every

@@ -24,6 +24,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from . import events
+from .forkguard import FORK_GUARD
 from .models import STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def apply_events(batch_events: list[dict[str, Any]]) -> int:
     if not by_job:
         return 0
     job_ids = sorted(by_job)
-    with transaction.atomic():
+    with FORK_GUARD, transaction.atomic():
         # Make every row exist, then lock them in a fixed order: two recorders working on
         # the same job serialize here instead of overwriting each other.
         JobRecord.objects.bulk_create(
@@ -311,9 +312,9 @@ class Recorder:
                 count=self.batch_size,
                 block=block_ms if stream_id == ">" else None,
             )
-            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]
+            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]  # type: ignore[str-unpack, union-attr]
             if entries:
-                return self._apply_and_ack(entries)
+                return self._apply_and_ack(entries)  # type: ignore[arg-type]
         return 0
 
     def drain(self) -> int:

@@ -23,6 +23,7 @@ from rq.worker import SimpleWorker, Worker
 
 from . import events
 from .conf import setting
+from .forkguard import FORK_GUARD
 from .models import JobStatus
 from .retry import policy_for
 
@@ -329,9 +330,11 @@ class TrackingWorker(_TrackingMixin, Worker):  # type: ignore[misc]
     """The forking worker: each job runs in a work horse, so a crash costs one attempt."""
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
-        # The horse must open its own database connections, never share the parent's.
-        connections.close_all()
-        super().fork_work_horse(job, queue)
+        # The horse must open its own database connections, never share the parent's, and
+        # must not be forked while the companion thread is inside a transaction.
+        with FORK_GUARD:
+            connections.close_all()
+            super().fork_work_horse(job, queue)
 
 
 class TrackingSimpleWorker(_TrackingMixin, SimpleWorker):  # type: ignore[misc]

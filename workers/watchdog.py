@@ -27,17 +27,17 @@ log = logging.getLogger(__name__)
 
 def abandoned_jobs_fail(connection: Redis) -> int:
     """Fail every started job whose jobsite worker is dead; returns how many."""
-    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    known = {name.decode() for name in connection.smembers(WORKERS_SET)}  # type: ignore[union-attr]
     failed = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         registry = queue.started_job_registry
         for entry in connection.zrange(registry.key, 0, -1):
-            job_id, _execution = parse_composite_key(entry.decode())
+            job_id, _execution = parse_composite_key(entry.decode())  # type: ignore[union-attr]
             try:
                 job = TrackedJob.fetch(job_id, connection=connection)
                 assert isinstance(job, TrackedJob)
             except NoSuchJobError:
-                connection.zrem(registry.key, entry)
+                connection.zrem(registry.key, entry)  # type: ignore[arg-type]
                 continue
             worker = job.worker_name or ""
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
@@ -47,7 +47,7 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             # One watchdog per orphan, however many workers notice it.
             if not connection.set(f"jobsite:watchdog:{job_id}:{job.attempt}", 1, nx=True, ex=300):
                 continue
-            _fail(connection, queue, job, entry, worker)
+            _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
     return failed
 

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     # scheduler on by default) wins over django-rq's plain one.
     "workers",
     "dashboard",
+    "examples",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -100,6 +101,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGIN_URL = "admin:login"
 
+# Mail goes to the console unless configured (production.py defaults to SMTP).
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
 # --- RQ -------------------------------------------------------------------------------
 # Queues drained in this order by a worker that listens on all of them (priorities).
 JOBSITE_QUEUES = env_list("JOBSITE_QUEUES", "high,default,low")
@@ -155,4 +159,28 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+}
+
+# --- schedules (synced by the scheduler at start; see workers' Schedule) -------------
+JOBSITE_SCHEDULES = [
+    # The worked examples (examples/): the page-view flush, the weekly digest, the ETL.
+    {"name": "page views: flush Redis counts", "func": "examples.jobs.pageviews.page_views_flush",
+     "interval": 5, "queue": "high", "catch_up": "skip"},
+    {"name": "email: weekly digest", "func": "examples.jobs.campaigns.weekly_digest",
+     "cron": "0 8 * * 1", "queue": "default", "catch_up": "once"},
+    {"name": "ETL: load new orders", "func": "examples.jobs.etl.etl_run_start",
+     "interval": 120, "queue": "default", "catch_up": "skip"},
+]  # fmt: skip
+
+# --- the worked examples ------------------------------------------------------------
+EXAMPLES = {
+    # "redis": a visit is one HINCRBY, flushed by a job; "direct": one UPDATE per visit.
+    "PAGE_VIEWS_MODE": os.environ.get("JOBSITE_PAGE_VIEWS_MODE", "redis"),
+    "EMAIL_FROM": "digest@jobsite.example",
+    "EMAIL_BATCH_SIZE": 50,
+    "EMAIL_QUEUE": "default",
+    "ETL_PAGE_SIZE": 200,
+    "ETL_QUEUE": "default",
+    # Source rows younger than this wait for the next run (a late commit is never skipped).
+    "ETL_LAG_SECONDS": 5,
 }

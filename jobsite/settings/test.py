@@ -1,7 +1,7 @@
 """Test settings: the suite points REDIS_URL and DATABASE_URL at resources it owns."""
 
 from .base import *  # noqa: F403
-from .base import JOBSITE
+from .base import EXAMPLES, JOBSITE
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -14,6 +14,8 @@ JOBSITE = {
     "WATCHDOG_INTERVAL": 1,
     "KEY_STALL_TIMEOUT": 2,
 }
+
+EXAMPLES = {**EXAMPLES, "PAGE_VIEWS_MODE": "redis", "ETL_LAG_SECONDS": 0}
 
 # SQLite tests use a file, not memory, so that worker subprocesses see the same data.
 # (PostgreSQL tests get pytest-django's test_<name> database, their own.)

@@ -1,0 +1,92 @@
+"""The public page-view demo and the examples' staff panel (campaigns, ETL runs, page views)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .models import Article, EtlPage, EtlRun
+
+
+@require_GET
+def article_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "examples/article_list.html", {"articles": selectors.article_views_list(limit=50)})
+
+
+@require_GET
+def article_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    article = get_object_or_404(Article, pk=pk)
+    services.article_view_record(article_id=article.pk)
+    return render(request, "examples/article_detail.html", {"views": selectors.article_views_get(article=article)})
+
+
+def _panels_context() -> dict[str, object]:
+    return {
+        "articles": selectors.article_views_list(limit=10),
+        "last_flush": selectors.page_views_last_flush(),
+        "page_views_mode": selectors.page_views_mode(),
+        "campaigns": selectors.campaign_progress_list(limit=5),
+        "runs": selectors.etl_run_list(limit=3),
+        "facts": selectors.order_fact_count(),
+    }
+
+
+@require_GET
+@staff_member_required
+def examples_dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "examples/dashboard.html", _panels_context())
+
+
+@require_GET
+@staff_member_required
+def examples_panels(request: HttpRequest) -> HttpResponse:
+    return render(request, "examples/dashboard.html#panels", _panels_context())
+
+
+def _done(request: HttpRequest, message: str) -> HttpResponse:
+    """After an action: the refreshed panels for htmx, a redirect with a message otherwise."""
+    if request.headers.get("HX-Request") == "true":
+        context = {**_panels_context(), "notice": message}
+        return render(request, "examples/dashboard.html#panels", context)
+    messages.info(request, message)
+    return redirect("examples:dashboard")
+
+
+@require_POST
+@staff_member_required
+def campaign_send(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    campaign = services.campaign_start(
+        key=f"manual-{now:%Y%m%d-%H%M%S-%f}",
+        subject=f"Announcement of {now:%Y-%m-%d %H:%M}",
+        body="A campaign started by hand from the dashboard.",
+    )
+    return _done(request, f"Campaign “{campaign.subject}” is being sent.")
+
+
+@require_POST
+@staff_member_required
+def etl_start(request: HttpRequest) -> HttpResponse:
+    services.etl_run_request()
+    return _done(request, "An ETL run was requested.")
+
+
+@require_POST
+@staff_member_required
+def etl_run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(EtlRun, pk=run_id)
+    services.etl_run_rerun(run_id=run.pk)
+    return _done(request, f"Every page of ETL run {run.pk} is queued again.")
+
+
+@require_POST
+@staff_member_required
+def etl_page_rerun(request: HttpRequest, page_id: int) -> HttpResponse:
+    page = get_object_or_404(EtlPage, pk=page_id)
+    services.etl_page_rerun(page_id=page.pk)
+    return _done(request, f"Page [{page.lo}, {page.hi}) of run {page.run_id} is queued again.")
