@@ -14,6 +14,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from workers.conf import setting
 from workers.ordering import key_states
@@ -28,18 +29,22 @@ from workers.schedules import (
 )
 
 
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
 def _schedules_context(**extra: Any) -> dict[str, Any]:
     return {"schedules": schedule_list(), "schedulers": schedulers_alive(), **extra}
 
 
 @require_GET
 @staff_member_required
-def schedules(request: HttpRequest) -> HttpResponse:
+def schedules(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboard/schedules.html#schedule-table" if request.htmx else "dashboard/schedules.html"
     return render(request, template, _schedules_context())
 
 
-def _act(request: HttpRequest, pk: int, action: Callable[..., Any], done: str) -> HttpResponse:
+def _act(request: HtmxHttpRequest, pk: int, action: Callable[..., Any], done: str) -> HttpResponse:
     try:
         result = action(schedule_id=pk)
     except ScheduleNotFound as exc:
@@ -56,12 +61,12 @@ def _act(request: HttpRequest, pk: int, action: Callable[..., Any], done: str) -
     return redirect("dashboard:schedules")
 
 
-def _action_view(action: Callable[..., Any], done: str) -> Callable[[HttpRequest, int], HttpResponse]:
+def _action_view(action: Callable[..., Any], done: str) -> Callable[[HtmxHttpRequest, int], HttpResponse]:
     """A staff-only POST view that runs one schedule service and answers like ``_act``."""
 
     @require_POST
     @staff_member_required
-    def view(request: HttpRequest, pk: int) -> HttpResponse:
+    def view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return _act(request, pk, action, done)
 
     return view
@@ -74,7 +79,7 @@ schedule_run_view = _action_view(schedule_run_now, "started a run now")
 
 @require_GET
 @staff_member_required
-def keys(request: HttpRequest) -> HttpResponse:
+def keys(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
     stall_timeout = setting("KEY_STALL_TIMEOUT", 30)
     return render(request, template, {"keys": key_states(), "stall_timeout": stall_timeout})

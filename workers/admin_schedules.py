@@ -73,8 +73,9 @@ class ScheduleForm(forms.ModelForm):
         current = self.instance.func if self.instance and self.instance.pk else ""
         if current and current not in dict(choices):
             choices.append((current, f"{current} (no longer schedulable)"))
-        if "func" in self.fields:  # absent when read-only (declared in code)
-            self.fields["func"].choices = [("", "---------"), *choices]
+        func = self.fields.get("func")  # absent when read-only (declared in code)
+        if isinstance(func, forms.ChoiceField):
+            func.choices = [("", "---------"), *choices]
 
     def clean_args(self) -> Any:
         return [] if self.cleaned_data.get("args") is None else self.cleaned_data["args"]

@@ -325,12 +325,22 @@ def _inspect(connection: Redis, entries: list[tuple[str, float]], moment: float)
     return out
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _keys_by_age(connection: Redis, count: int) -> list[tuple[str, float]]:
+    """Keys with work, longest without progress first, with the epoch of their last progress."""
+    entries: Any = connection.zrange(KEYS_ZSET, 0, count - 1, withscores=True)
+    return [(_text(key), float(score)) for key, score in entries]
+
+
 def key_states(*, limit: int = 200, connection: Redis | None = None) -> list[KeyState]:
     """Keys with work (held or waiting), stalled ones first, then the longest idle."""
     from .tracking import redis_connection
 
     connection = connection or redis_connection()
-    entries = [(k.decode(), s) for k, s in connection.zrange(KEYS_ZSET, 0, limit - 1, withscores=True)]
+    entries = _keys_by_age(connection, limit)
     states = [state for state, _action in _inspect(connection, entries, time.time()) if state.state != "free"]
     return sorted(states, key=lambda s: (not s.is_stalled, -s.idle_seconds))
 
@@ -348,16 +358,17 @@ def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: 
     for registry in RateLimitRegistry.all(connection):
         registry.cleanup()  # frees slots of jobs that died or were dead-lettered by our watchdog
     timeout = float(setting("KEY_STALL_TIMEOUT", 30))
-    entries = [(k.decode(), s) for k, s in connection.zrange(KEYS_ZSET, 0, 999, withscores=True)]
-    suspects = {k.decode(): json.loads(v) for k, v in connection.hgetall(SUSPECT_HASH).items()}
+    entries = _keys_by_age(connection, 1000)
+    raw_suspects: Any = connection.hgetall(SUSPECT_HASH)
+    suspects: dict[str, dict[str, Any]] = {_text(k): json.loads(v) for k, v in raw_suspects.items()}
     moved = 0
     for state, action in _inspect(connection, entries, moment):
         if action == "forget":
             connection.zrem(KEYS_ZSET, state.key)
         elif action == "release":
             # The holder is over: hand the key on now (a late release by its worker is a no-op).
-            seen = state.holder_status or "missing"
-            released, _promoted = key_release(connection, state.key, state.holder, if_status=seen)
+            ended = state.holder_status or "missing"
+            released, _promoted = key_release(connection, state.key, state.holder, if_status=ended)
             if released:
                 log.warning("key watchdog: key %s moved on (%s)", state.key, state.note)
                 moved += 1
@@ -378,7 +389,7 @@ def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: 
 def _redrive(connection: Redis, state: KeyState, action: str) -> bool:
     if action == "orphan":
         return key_release(connection, state.key, "")[0]
-    origin = (connection.hget(Job.key_for(state.holder), "origin") or b"").decode()
+    origin = _text(connection.hget(Job.key_for(state.holder), "origin") or b"")
     queue_key = QUEUE_PREFIX + origin
     return bool(
         _scripts(connection)["redrive"](

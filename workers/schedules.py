@@ -222,6 +222,7 @@ def schedule_fire(*, schedule: Schedule, now: datetime) -> ScheduleRun | None:
 def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
     """One scheduler tick: push runs a dead scheduler left unpushed, then fire what is due."""
     runs: list[ScheduleRun] = []
+    run: ScheduleRun | None
     stale = now - timedelta(seconds=5)
     for run in ScheduleRun.objects.filter(enqueued=False, fired_at__lte=stale).select_related("schedule")[:limit]:
         log.warning("schedule %s: pushing run %s left unpushed by a scheduler", run.schedule.name, run.job_id)

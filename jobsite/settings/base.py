@@ -148,12 +148,6 @@ JOBSITE = {
     "SCHEDULE_GRACE": 60,
 }
 
-# Schedules declared in code, synced by `run_scheduler` at start (created or updated by
-# name). Each: {"name", "func" (an @schedulable function's dotted path), one of "cron"
-# (5 fields) / "interval" (seconds) / "at" (ISO datetime), and optional "queue", "args",
-# "kwargs", "timezone", "catch_up" ("once" | "skip"), "enabled"}.
-JOBSITE_SCHEDULES: list[dict] = []
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -162,6 +156,10 @@ LOGGING = {
 }
 
 # --- schedules (synced by the scheduler at start; see workers' Schedule) -------------
+# Created or updated by name when `run_scheduler` starts. Each: {"name", "func" (an
+# @schedulable function's dotted path), one of "cron" (5 fields) / "interval" (seconds) /
+# "at" (ISO datetime), and optional "queue", "args", "kwargs", "timezone", "catch_up"
+# ("once" | "skip"), "enabled"}. `manage.py check` validates them.
 JOBSITE_SCHEDULES = [
     # The worked examples (examples/): the page-view flush, the weekly digest, the ETL.
     {"name": "page views: flush Redis counts", "func": "examples.jobs.pageviews.page_views_flush",

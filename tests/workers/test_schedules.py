@@ -288,3 +288,10 @@ def test_two_scheduler_processes_fire_each_of_100_due_times_exactly_once(transac
     schedule.refresh_from_db()
     assert schedule.next_run_at == T0 + timedelta(seconds=60 * 101)
     assert schedule.missed_runs == 0
+
+
+def test_the_schedules_shipped_in_settings_sync_and_are_due_in_the_future(db):
+    result = schedules_sync(now=T0)
+
+    assert sorted(result.created) == sorted(entry["name"] for entry in settings.JOBSITE_SCHEDULES)
+    assert all(s.next_run_at and s.next_run_at > T0 for s in Schedule.objects.all())
