@@ -130,6 +130,8 @@ JOBSITE = {
     # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
     "DEAD_JOB_TTL": 90 * 24 * 3600,
     "RECORDER_BATCH": 500,
+    # Log lines kept per job attempt (captured while the job runs; the rest are counted).
+    "LOG_LINES_LIMIT": 200,
 }
 
 LOGGING = {
