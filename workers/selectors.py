@@ -451,3 +451,9 @@ def queue_registries_get(*, name: str, limit: int = 20) -> list[Registry]:
     ids = {job_id for _, _, job_ids in listing for job_id in job_ids}
     records = {r.job_id: r for r in JobRecord.objects.filter(job_id__in=ids)}
     return [Registry(label, count, [(i, records.get(i)) for i in job_ids]) for label, count, job_ids in listing]
+
+
+def function_names(*, days: int = 7) -> list[str]:
+    """Job functions seen lately (from the roll-ups, not the history): filter suggestions."""
+    since = timezone.now() - timedelta(days=days)
+    return list(JobMetric.objects.filter(minute__gte=since).values_list("func", flat=True).distinct().order_by("func"))
