@@ -54,8 +54,8 @@ def seed_records(
     seed: int = 7,
     prefix: str = "seed",
 ) -> int:
-    """Create ``n`` JobRecords spread over ``span`` before ``now`` (newest last); the newest
-    ``dead`` of them are dead letters and the next ``retrying`` are retrying, each with its
+    """Create ``n`` JobRecords spread over ``span`` before ``now`` (newest last); ``dead`` of
+    them, spread evenly, are dead letters and ``retrying`` are retrying, each with its
     JobError history; the rest finished. Also writes the matching per-minute JobMetric
     roll-ups. Returns the number of records created."""
     from django.db import transaction
@@ -69,6 +69,8 @@ def seed_records(
     start = now - span
     step = span / max(n, 1)
     metrics: dict[tuple[datetime, str, str], list[float]] = {}
+    dead_at = set(range(n - 1, -1, -max(n // max(dead, 1), 1))[:dead])
+    retrying_at = {i - 1 for i in range(n - 1, 0, -max(n // max(retrying, 1), 1))[:retrying]} - dead_at
     created = 0
     with transaction.atomic():
         for offset in range(0, n, batch_size):
@@ -78,16 +80,12 @@ def seed_records(
                 queue = QUEUES[(i // 7) % len(QUEUES)]
                 enqueued = start + step * i
                 runtime = round(rng.uniform(0.02, 2.5), 3)
-                from_end = n - 1 - i
                 status = (
-                    JobStatus.DEAD
-                    if from_end < dead
-                    else JobStatus.RETRYING
-                    if from_end < dead + retrying
-                    else JobStatus.FINISHED
+                    JobStatus.DEAD if i in dead_at else JobStatus.RETRYING if i in retrying_at else JobStatus.FINISHED
                 )
                 attempts = 3 if status == JobStatus.DEAD else 1
-                ended = enqueued + timedelta(seconds=runtime + 0.05)
+                # Failed attempts 5 s apart: the last one ends the record.
+                ended = enqueued + timedelta(seconds=runtime + 0.05 + 5 * (attempts - 1))
                 failure = FAILURES[i % len(FAILURES)] if status != JobStatus.FINISHED else None
                 records.append(
                     JobRecord(
@@ -100,7 +98,7 @@ def seed_records(
                         attempts=attempts,
                         max_attempts=3,
                         enqueued_at=enqueued,
-                        started_at=enqueued + timedelta(seconds=0.05),
+                        started_at=ended - timedelta(seconds=runtime),
                         ended_at=ended,
                         duration=runtime,
                         worker=f"worker-{i % 4 + 1}",
