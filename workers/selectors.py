@@ -454,6 +454,14 @@ def queue_registries_get(*, name: str, limit: int = 20) -> list[Registry]:
 
 
 def function_names(*, days: int = 7) -> list[str]:
-    """Job functions seen lately (from the roll-ups, not the history): filter suggestions."""
-    since = timezone.now() - timedelta(days=days)
-    return list(JobMetric.objects.filter(minute__gte=since).values_list("func", flat=True).distinct().order_by("func"))
+    """Job functions seen lately (from the roll-ups, not the history): filter suggestions.
+
+    Cached for a minute: the list changes rarely and the distinct scan is not free."""
+    from django.core.cache import cache
+
+    def load() -> list[str]:
+        since = timezone.now() - timedelta(days=days)
+        qs = JobMetric.objects.filter(minute__gte=since).values_list("func", flat=True).distinct().order_by("func")
+        return list(qs[:500])
+
+    return cache.get_or_set(f"jobsite:function-names:{days}", load, 60)
