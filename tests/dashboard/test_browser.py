@@ -128,7 +128,9 @@ def test_retry_a_dead_job_from_the_dead_letter_list_and_watch_it_finish(page, st
 def test_script_in_job_args_and_exception_message_shows_as_text(page, run_burst):
     payload = "<script>window.__pwned = true; alert('pwned')</script>"
     job = enqueue("tests.jobfuncs.fail", payload, max_attempts=1)
-    run_burst()
+    # A simple (non-forking) worker: a fork from inside Playwright's event loop would take
+    # this process's database connection along and break it for the tests that follow.
+    run_burst(simple=True)
 
     page.goto(f"/dashboard/jobs/{job.id}/")
     expect(page.locator("#job-status")).to_have_text("dead")
