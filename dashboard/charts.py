@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from workers.selectors import Bucket
+from workers.selectors import Bucket, failure_rate
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class Chart:
 
     @property
     def failure_rate(self) -> float | None:
-        attempts = self.finished + self.failed
-        return 100.0 * self.failed / attempts if attempts else None
+        return failure_rate(self.failed, self.finished)
 
 
 def throughput_chart(buckets: list[Bucket], *, title: str, fmt: str, width: int = 480, height: int = 120) -> Chart:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("dead-letters/", views.dead_letters, name="dead_letters"),
     path("dead-letters/bulk/", views.dead_letters_bulk, name="dead_letters_bulk"),
     path("workers/", views.workers, name="workers"),
+    path("queues/", views.queues, name="queues"),
     path("queues/<str:name>/", views.queue_detail, name="queue_detail"),
     path("queues/<str:name>/pause/", views.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", views.queue_resume, name="queue_resume"),

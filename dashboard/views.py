@@ -139,6 +139,7 @@ def _job_context(job_id: str) -> dict[str, Any]:
     errors = selectors.job_errors(job_id=job_id)
     return {
         "job": record,
+        "settled": selectors.job_is_settled(record=record),
         "errors": errors,
         "timeline": selectors.job_timeline_get(record=record, errors=errors),
         "log_lines": selectors.job_log_lines(job_id=job_id),
@@ -153,7 +154,7 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         return render(request, "dashboard/job_detail.html", context)
     # The polled live panel: once the job has ended, answer 286 so htmx stops polling.
     html = render_to_string("dashboard/job_detail.html#job-live", context, request=request)
-    if context["job"].is_ended:
+    if context["settled"]:
         return HttpResponseStopPolling(html)
     return HttpResponse(html)
 
@@ -169,9 +170,7 @@ def _job_action(request: HttpRequest, job_id: str, act: Callable[[], str]) -> Ht
         _flash(request, ok, text)
         return HttpResponseRedirect(reverse("dashboard:job_detail", args=[job_id]))
     context = _job_context(job_id)
-    # Poll once more even if the record still shows the old end state: the recorder
-    # applies the action's effect within a moment.
-    context.update(notice={"ok": ok, "text": text}, keep_polling=ok)
+    context["notice"] = {"ok": ok, "text": text}
     return render(request, "dashboard/job_detail.html#job-live", context)
 
 
@@ -232,6 +231,13 @@ def dead_letters_bulk(request: HttpRequest) -> HttpResponse:
 def workers(request: HttpRequest) -> HttpResponse:
     context = {"workers": selectors.worker_list()}
     return render(request, _partial(request, "dashboard/workers.html", "worker-table"), context)
+
+
+@require_GET
+@staff_member_required
+def queues(request: HttpRequest) -> HttpResponse:
+    """The Queues link: the first queue's page (it lists the others)."""
+    return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[selectors.queue_names()[0]]))
 
 
 def _queue_context(name: str) -> dict[str, Any]:

@@ -120,6 +120,20 @@ def job_ids_get(*, filters: JobFilter, limit: int) -> list[str]:
     return list(qs.values_list("job_id", flat=True)[:limit])
 
 
+# RQ's end state of a job -> the record status that says the same.
+_SETTLED = {"finished": JobStatus.FINISHED, "failed": JobStatus.DEAD, "stopped": JobStatus.STOPPED,
+            "canceled": JobStatus.CANCELED}  # fmt: skip
+
+
+def job_is_settled(*, record: JobRecord) -> bool:
+    """The record has ended and RQ agrees: no retry under way and no outcome the recorder
+    has yet to apply (it lags by up to a second). A polled panel of this job can stop."""
+    if not record.is_ended:
+        return False
+    status = redis_connection().hget(TrackedJob.key_for(record.job_id), "status")
+    return status is None or _SETTLED.get(status.decode()) == record.status
+
+
 def job_log_lines(*, job_id: str, limit: int = 1000) -> list[JobLogLine]:
     return list(JobLogLine.objects.filter(job__job_id=job_id).order_by("attempt", "seq")[:limit])
 
@@ -276,14 +290,14 @@ class QueueStats:
 
     @property
     def failure_rate_hour(self) -> float | None:
-        return _rate(self.failed_hour, self.finished_hour)
+        return failure_rate(self.failed_hour, self.finished_hour)
 
     @property
     def failure_rate_day(self) -> float | None:
-        return _rate(self.failed_day, self.finished_day)
+        return failure_rate(self.failed_day, self.finished_day)
 
 
-def _rate(failed: int, finished: int) -> float | None:
+def failure_rate(failed: int, finished: int) -> float | None:
     """Share of attempts that failed, in percent; None when nothing ran."""
     attempts = failed + finished
     return 100.0 * failed / attempts if attempts else None
@@ -397,7 +411,7 @@ class Bucket:
 
     @property
     def failure_rate(self) -> float | None:
-        return _rate(self.failed, self.finished)
+        return failure_rate(self.failed, self.finished)
 
 
 def throughput_series_get(

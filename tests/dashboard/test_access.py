@@ -16,6 +16,7 @@ PAGES = [
     "/dashboard/jobs/{job}/",
     "/dashboard/dead-letters/",
     "/dashboard/workers/",
+    "/dashboard/queues/",
     "/dashboard/queues/default/",
 ]
 ACTIONS = [

@@ -119,8 +119,9 @@ def test_retry_a_dead_job_from_the_dead_letter_list_and_watch_it_finish(page, st
     page.click("#dead-letters >> text=Retry selected")
     expect(page.locator("#dead-letters .notice")).to_have_text("Retried 1 job.")
 
+    # Straight to the job: it may still read "dead" for a moment, and updates itself.
     page.goto(f"/dashboard/jobs/{job.id}/")
-    expect(page.locator("#job-status")).to_have_text("finished")
+    expect(page.locator("#job-status")).to_have_text("finished", timeout=20_000)
     expect(page.locator("#errors")).to_contain_text("transient failure 1 of 1")
     assert page.locator("#job-live[data-poll]").count() == 0  # the ended job stopped polling
 

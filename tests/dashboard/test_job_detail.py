@@ -91,6 +91,11 @@ def test_retry_button_reruns_a_dead_job_and_a_double_click_retries_once(staff_cl
     assert "Retried: the job is queued" in first.content.decode()
     assert first.content.decode().lstrip().startswith('<div id="job-live"')
     assert "already queued again" in second.content.decode()
+    # The record still reads "dead" until the recorder applies the retry, but RQ has it
+    # queued: the live panel keeps polling instead of answering 286.
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.DEAD
+    live = staff_client.get(f"/dashboard/jobs/{job.id}/", headers={"HX-Request": "true"})
+    assert live.status_code == 200 and 'data-poll="2000"' in live.content.decode()
     run_burst()
     record = JobRecord.objects.get(job_id=job.id)
     assert (record.status, record.attempts) == (JobStatus.FINISHED, 2)
@@ -124,3 +129,25 @@ def test_an_action_that_does_not_fit_the_state_says_why(staff_client):
     JobRecordFactory(job_id="fine", status=JobStatus.FINISHED)
     body = staff_client.post("/dashboard/jobs/fine/retry/", headers={"HX-Request": "true"}).content.decode()
     assert "only dead, canceled or stopped jobs can be retried" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_panel_keeps_polling_until_the_recorder_has_caught_up_with_rq(htmx_client, run_burst):
+    from django_rq import get_worker
+
+    from workers.recorder import drain
+    from workers.tracking import TrackingSimpleWorker
+
+    job = enqueue("tests.jobfuncs.flaky", "lag", 1, max_attempts=1)
+    run_burst(simple=True)
+    htmx_client.post(f"/dashboard/jobs/{job.id}/retry/")
+    # The retry has finished in RQ, but its events are not recorded yet: the record says dead.
+    worker = get_worker("default", worker_class=TrackingSimpleWorker)
+    worker.run_recorder = False
+    worker.work(burst=True, with_scheduler=False)
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.DEAD
+    assert htmx_client.get(f"/dashboard/jobs/{job.id}/").status_code == 200
+
+    drain()
+    done = htmx_client.get(f"/dashboard/jobs/{job.id}/")
+    assert done.status_code == 286 and 'id="job-status">finished<' in done.content.decode()

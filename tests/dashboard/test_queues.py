@@ -57,3 +57,10 @@ def test_a_burst_worker_skips_a_paused_queue(run_burst, staff_client):
     staff_client.post("/dashboard/queues/default/resume/")
     run_burst()
     assert JobRecord.objects.get(job_id=job.id).status == JobStatus.FINISHED
+
+
+def test_the_queues_link_opens_the_first_queue_which_lists_the_others(staff_client):
+    response = staff_client.get("/dashboard/queues/", follow=True)
+    assert response.redirect_chain == [("/dashboard/queues/high/", 302)]
+    body = response.content.decode()
+    assert 'href="/dashboard/queues/default/"' in body and 'href="/dashboard/queues/low/"' in body
