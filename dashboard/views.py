@@ -35,8 +35,15 @@ def _partial(request: HttpRequest, template: str, partial: str) -> str:
     return f"{template}#{partial}" if request.htmx else template
 
 
-def _flash(request: HttpRequest, ok: bool, text: str) -> None:
-    (messages.success if ok else messages.error)(request, text)
+def _answer(
+    request: HttpRequest, *, ok: bool, text: str, url: str, partial: str, context: Callable[[], dict[str, Any]]
+) -> HttpResponse:
+    """An action's answer: the refreshed partial with a notice for htmx, else a redirect
+    to ``url`` with the notice as a message."""
+    if not request.htmx:
+        (messages.success if ok else messages.error)(request, text)
+        return HttpResponseRedirect(url)
+    return render(request, partial, {**context(), "notice": {"ok": ok, "text": text}})
 
 
 # --- overview ---------------------------------------------------------------------------
@@ -108,19 +115,24 @@ def _bulk(request: HttpRequest, *, dead_letters: bool) -> HttpResponse:
             outcome = services.dead_letter_discard_many(job_ids=job_ids)
             text = outcome.summary("Discarded")
         ok = bool(outcome.done) or not outcome.skipped
-    page_name = "dead_letters" if dead_letters else "jobs"
     query = filter_form.query_string() if filter_form.is_valid() else ""
-    if not request.htmx:
-        _flash(request, ok, text)
-        return HttpResponseRedirect(reverse(f"dashboard:{page_name}") + (f"?{query}" if query else ""))
-    params = filter_form.data.copy()
-    params.pop("cursor", None)
-    context = _job_list_context(request, params, fixed_status=JobStatus.DEAD if dead_letters else "")
-    context.update(notice={"ok": ok, "text": text})
-    if dead_letters:
-        context["groups"] = selectors.dead_letter_groups()
-        return render(request, "dashboard/dead_letters.html#dead-letters", context)
-    return render(request, "dashboard/jobs.html#job-table", context)
+
+    def context() -> dict[str, Any]:
+        params = filter_form.data.copy()
+        params.pop("cursor", None)
+        refreshed = _job_list_context(request, params, fixed_status=JobStatus.DEAD if dead_letters else "")
+        if dead_letters:
+            refreshed["groups"] = selectors.dead_letter_groups()
+        return refreshed
+
+    return _answer(
+        request,
+        ok=ok,
+        text=text,
+        url=reverse("dashboard:dead_letters" if dead_letters else "dashboard:jobs") + (f"?{query}" if query else ""),
+        partial="dashboard/dead_letters.html#dead-letters" if dead_letters else "dashboard/jobs.html#job-table",
+        context=context,
+    )
 
 
 @require_POST
@@ -166,12 +178,14 @@ def _job_action(request: HttpRequest, job_id: str, act: Callable[[], str]) -> Ht
         raise Http404(str(exc)) from exc
     except services.JobActionError as exc:
         ok, text = False, str(exc)
-    if not request.htmx:
-        _flash(request, ok, text)
-        return HttpResponseRedirect(reverse("dashboard:job_detail", args=[job_id]))
-    context = _job_context(job_id)
-    context["notice"] = {"ok": ok, "text": text}
-    return render(request, "dashboard/job_detail.html#job-live", context)
+    return _answer(
+        request,
+        ok=ok,
+        text=text,
+        url=reverse("dashboard:job_detail", args=[job_id]),
+        partial="dashboard/job_detail.html#job-live",
+        context=lambda: _job_context(job_id),
+    )
 
 
 @require_POST
@@ -267,12 +281,14 @@ def _queue_action(request: HttpRequest, name: str, *, pause: bool) -> HttpRespon
         text = "Paused: workers leave its jobs waiting." if changed else "The queue was already paused."
     else:
         text = "Resumed: workers take its jobs again." if changed else "The queue was not paused."
-    if not request.htmx:
-        _flash(request, True, text)
-        return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[name]))
-    context = _queue_context(name)
-    context["notice"] = {"ok": True, "text": text}
-    return render(request, "dashboard/queue.html#queue-panel", context)
+    return _answer(
+        request,
+        ok=True,
+        text=text,
+        url=reverse("dashboard:queue_detail", args=[name]),
+        partial="dashboard/queue.html#queue-panel",
+        context=lambda: _queue_context(name),
+    )
 
 
 @require_POST
