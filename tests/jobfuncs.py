@@ -53,3 +53,24 @@ def hang_first_time(name: str) -> str:
     if _redis().incr(f"test:calls:{name}") == 1:
         hang_and_report_pid(name)
     return "second attempt ok"
+
+
+def chatty(lines: int, fail_after: bool = False) -> int:
+    """Logs ``lines`` INFO lines (and a warning), then returns or raises."""
+    import logging
+
+    log = logging.getLogger("shop.jobs.chatty")
+    for n in range(1, lines + 1):
+        log.info("processed item %d of %d", n, lines)
+    log.warning("done <b>here</b>")
+    if fail_after:
+        raise RuntimeError("chatty failed after logging")
+    return lines
+
+
+def slow_steps(steps: int, pause: float) -> int:
+    """Reports progress step by step, pausing between steps: for live progress views."""
+    for done in range(1, steps + 1):
+        time.sleep(pause)
+        progress(done, steps, f"step {done} of {steps}")
+    return steps

@@ -16,6 +16,8 @@ from .conf import setting
 STREAM_KEY = "jobsite:events"
 GROUP = "jobsite-recorder"
 PROGRESS = "progress"
+# Captured log lines of a running job: {"e": "log", "lines": [[seq, epoch, level, logger, message], ...]}.
+LOG = "log"
 
 
 def bounded(text: str, limit: int | None = None) -> str:

@@ -77,6 +77,12 @@ class JobRecord(models.Model):
             models.Index(fields=["status", "-enqueued_at", "-id"], name="jobrecord_status_newest"),
             models.Index(fields=["queue", "-enqueued_at", "-id"], name="jobrecord_queue_newest"),
             models.Index(fields=["func", "-enqueued_at", "-id"], name="jobrecord_func_newest"),
+            # The dead-letter list and its per-queue counts read only this small slice.
+            models.Index(
+                fields=["queue", "-enqueued_at", "-id"],
+                name="jobrecord_dead_letters",
+                condition=models.Q(status="dead", discarded_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -210,3 +216,24 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule.name} @ {self.due_at or self.fired_at}"
+
+
+class JobLogLine(models.Model):
+    """A log record emitted while a job ran, captured by the worker; bounded per attempt."""
+
+    job = models.ForeignKey(JobRecord, on_delete=models.CASCADE, related_name="log_lines")
+    attempt = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField(help_text="Order within the attempt.")
+    logged_at = models.DateTimeField()
+    level = models.CharField(max_length=16)
+    logger = models.CharField(max_length=255, blank=True, default="")
+    message = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt", "seq"], name="joblogline_one_per_seq"),
+        ]
+        ordering = ["job", "attempt", "seq"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.attempt}.{self.seq} {self.level}: {self.message[:60]}"

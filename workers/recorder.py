@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 
 from . import events
 from .forkguard import FORK_GUARD
-from .models import STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus
+from .models import STATUS_RANK, JobError, JobLogLine, JobMetric, JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class _Batch:
     records: dict[str, JobRecord]
     changed: set[str] = field(default_factory=set)
     errors: list[JobError] = field(default_factory=list)
+    log_lines: list[JobLogLine] = field(default_factory=list)
     metrics: dict[tuple[datetime, str, str], _Metric] = field(default_factory=lambda: defaultdict(_Metric))
 
     def metric(self, event: dict[str, Any], record: JobRecord) -> _Metric:
@@ -84,7 +85,7 @@ class _Batch:
 
 
 def _order(event: dict[str, Any]) -> tuple[int, int, float]:
-    if event["e"] == events.PROGRESS:
+    if event["e"] in (events.PROGRESS, events.LOG):
         return (int(event["a"]), 1, float(event["t"]))
     return (int(event["a"]), STATUS_RANK[JobStatus(event["e"])], float(event["t"]))
 
@@ -104,9 +105,27 @@ def _describe(record: JobRecord, event: dict[str, Any]) -> None:
         record.enqueued_at = _dt(event["enq"])
 
 
+def _log_lines(record: JobRecord, event: dict[str, Any]) -> list[JobLogLine]:
+    return [
+        JobLogLine(
+            job=record,
+            attempt=int(event["a"]),
+            seq=int(seq),
+            logged_at=_dt(float(created)) or datetime.now(UTC),
+            level=str(level)[:16],
+            logger=events.bounded(str(name), 255),
+            message=events.bounded(str(message)),
+        )
+        for seq, created, level, name, message in event.get("lines") or []
+    ]
+
+
 def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
-    _describe(record, event)
     attempt, kind = int(event["a"]), event["e"]
+    if kind == events.LOG:
+        batch.log_lines.extend(_log_lines(record, event))  # unique per (job, attempt, seq)
+        return
+    _describe(record, event)
     if kind == events.PROGRESS:
         if attempt >= record.attempts and record.status == JobStatus.STARTED:
             record.progress = max(0, min(100, int(event["p"])))
@@ -206,6 +225,8 @@ def apply_events(batch_events: list[dict[str, Any]]) -> int:
             JobRecord.objects.bulk_update(changed, [*_RECORD_FIELDS, "updated_at"], batch_size=200)
         if batch.errors:
             JobError.objects.bulk_create(batch.errors, ignore_conflicts=True)
+        if batch.log_lines:
+            JobLogLine.objects.bulk_create(batch.log_lines, ignore_conflicts=True)
         _write_metrics(batch.metrics)
     return len(changed)
 

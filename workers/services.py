@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from .models import RETRYABLE_STATUSES, WAITING_STATUSES, JobOrigin, JobRecord, JobStatus
+from .pausing import PAUSED_KEY
 from .tracking import META_ORIGIN, TrackedJob, TrackedQueue, redis_connection
+
+# Bulk actions act on at most this many jobs per request; the answer says how many remain.
+BULK_LIMIT = 1000
 
 
 class JobActionError(Exception):
@@ -20,6 +28,10 @@ class JobNotFound(JobActionError):
 
 
 class JobStateError(JobActionError):
+    pass
+
+
+class QueueNotFound(JobActionError):
     pass
 
 
@@ -108,3 +120,98 @@ def job_cancel(*, job_id: str) -> JobRecord:
         except InvalidJobOperation as exc:
             raise JobStateError(f"job {job_id} cannot be canceled: {exc}") from exc
     return record
+
+
+def job_run_again(*, job_id: str) -> str:
+    """Enqueue a fresh copy of an ended job (same function, arguments and queue); returns
+    the new job's id. A second call within a minute answers the same copy."""
+    from .api import job_enqueue
+
+    with transaction.atomic():
+        record = _locked_record(job_id)
+        if record.status not in (JobStatus.FINISHED, *RETRYABLE_STATUSES):
+            raise JobStateError(f"job {job_id} is {record.status}; only ended jobs can be run again")
+        job = _fetch(job_id)
+        connection = job.connection
+        guard = f"jobsite:run-again:{job_id}"
+        if not connection.set(guard, "", nx=True, ex=60):
+            copy = connection.get(guard)
+            if copy:
+                return copy.decode()
+            raise JobStateError(f"job {job_id} is being run again already")
+        try:
+            copy_job = job_enqueue(
+                job.func_name or "",
+                args=job.args,
+                kwargs=job.kwargs,
+                queue=job.origin,
+                origin=JobOrigin.RETRY,
+                parent_job_id=job_id,
+            )
+        except Exception:
+            connection.delete(guard)
+            raise
+        connection.set(guard, copy_job.id, ex=60)
+    return copy_job.id
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk action did: the jobs it acted on and why it skipped the others."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    not_reached: int = 0
+
+    def summary(self, verb: str) -> str:
+        parts = [f"{verb} {len(self.done)} job{'s' if len(self.done) != 1 else ''}"]
+        if self.skipped:
+            reason = next(iter(self.skipped.values()))
+            parts.append(f"skipped {len(self.skipped)} (e.g. {reason})")
+        if self.not_reached:
+            parts.append(f"{self.not_reached} more match: run it again for the rest")
+        return "; ".join(parts) + "."
+
+
+def _many(action: Callable[..., JobRecord], job_ids: Iterable[str], limit: int) -> BulkOutcome:
+    outcome = BulkOutcome()
+    unique = list(dict.fromkeys(job_ids))
+    for job_id in unique[:limit]:
+        try:
+            action(job_id=job_id)
+        except JobActionError as exc:
+            outcome.skipped[job_id] = str(exc)
+        else:
+            outcome.done.append(job_id)
+    outcome.not_reached = max(len(unique) - limit, 0)
+    return outcome
+
+
+def job_retry_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOutcome:
+    """``job_retry`` each job; one that cannot be retried is skipped with the reason."""
+    return _many(job_retry, job_ids, limit)
+
+
+def dead_letter_discard_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOutcome:
+    """``dead_letter_discard`` each job; one that is not a dead letter is skipped with the reason."""
+    return _many(dead_letter_discard, job_ids, limit)
+
+
+def _known_queue(name: str) -> str:
+    from rq.queue import Queue
+
+    if name in settings.RQ_QUEUES or name in {q.name for q in Queue.all(connection=redis_connection())}:
+        return name
+    raise QueueNotFound(f"no queue named {str(name)[:100]!r}")
+
+
+def queue_pause(*, name: str) -> bool:
+    """Stop jobsite workers taking jobs from ``name``; its jobs wait. True if newly paused."""
+    _known_queue(name)
+    return bool(redis_connection().hsetnx(PAUSED_KEY, name, timezone.now().timestamp()))
+
+
+def queue_resume(*, name: str) -> bool:
+    """Let workers take jobs from ``name`` again. True if it was paused."""
+    _known_queue(name)
+    return bool(redis_connection().hdel(PAUSED_KEY, name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django_rq.queues import DjangoRQ
 from redis import Redis
+from rq.exceptions import DequeueTimeout
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.utils import now
@@ -24,7 +27,9 @@ from rq.worker import SimpleWorker, Worker
 from . import events
 from .conf import setting
 from .forkguard import FORK_GUARD
+from .joblogs import captured_logs
 from .models import JobStatus
+from .pausing import PAUSE_POLL_SECONDS, is_paused, paused_queues
 from .retry import policy_for
 
 log = logging.getLogger(__name__)
@@ -132,6 +137,11 @@ class TrackedJob(Job):
             },
         )
 
+    def perform(self) -> Any:
+        # What the job logs while it runs is kept with its record (workers/joblogs.py).
+        with captured_logs(self):
+            return super().perform()
+
     def get_retry_interval(self) -> float:  # type: ignore[override]
         # The worker computed this attempt's backoff (with its jitter) when it reported
         # the failure; the retry must wait exactly what the record says.
@@ -188,6 +198,33 @@ class TrackedQueue(DjangoRQ):
     def schedule_job(self, job: Job, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Job:
         job._jobsite_next_at = datetime  # type: ignore[attr-defined]
         return super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls, queues: Any, timeout: int | None, connection: Redis, **kwargs: Any
+    ) -> tuple[Job, Any] | None:
+        """RQ's dequeue, skipping paused queues (workers/pausing.py): their jobs wait."""
+        queues = list(queues)
+        paused = paused_queues(connection)
+        active = [q for q in queues if q.name not in paused]
+        if not active:
+            if timeout is None:
+                return None  # a burst worker with only paused queues has nothing to do
+            time.sleep(min(timeout, PAUSE_POLL_SECONDS))
+            raise DequeueTimeout(timeout, [q.key for q in queues])
+        # Block briefly, not for the worker's whole dequeue timeout, so a pause or a
+        # resume takes effect within seconds.
+        capped = None if timeout is None else min(timeout, PAUSE_POLL_SECONDS)
+        result = super().dequeue_any(active, capped, connection=connection, **kwargs)
+        if result is not None and is_paused(connection, result[1].name):
+            # Paused while this worker was blocked on the queue: put the job back in front.
+            job, queue = result
+            with connection.pipeline() as pipe:
+                pipe.lrem(IntermediateQueue.get_intermediate_queue_key(queue.key), 1, job.id)
+                pipe.lpush(queue.key, job.id)
+                pipe.execute()
+            raise DequeueTimeout(timeout or 0, [q.key for q in queues])
+        return result
 
 
 def describe_failure(exc_string: str, exc_info: tuple[Any, Any] | None, timeout: float | None) -> tuple[str, str, str]:

@@ -146,6 +146,8 @@ JOBSITE = {
     # and still count as on time (catch_up="skip" drops runs later than this).
     "SCHEDULER_INTERVAL": 1.0,
     "SCHEDULE_GRACE": 60,
+    # Log lines kept per job attempt (captured while the job runs; the rest are counted).
+    "LOG_LINES_LIMIT": 200,
 }
 
 LOGGING = {

@@ -1,0 +1,66 @@
+"""Queue page: live counts and registries; pause and resume honoured by real workers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from workers import enqueue
+from workers.models import JobRecord, JobStatus
+from workers.recorder import drain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_paused_queue_keeps_its_jobs_waiting_until_resumed(staff_client, start_worker):
+    paused = staff_client.post("/dashboard/queues/low/pause/", headers={"HX-Request": "true"})
+    assert "Paused: workers leave its jobs waiting." in paused.content.decode()
+    assert 'id="queue-state">paused<' in paused.content.decode()
+    low = [enqueue("tests.jobfuncs.add", n, n, queue="low") for n in range(3)]
+    high = enqueue("tests.jobfuncs.add", 10, 10, queue="high")
+    start_worker()
+
+    wait_for(lambda: JobRecord.objects.filter(job_id=high.id, status=JobStatus.FINISHED).exists(), timeout=30)
+    time.sleep(2.5)  # a worker would have taken the low jobs by now
+    drain()
+    assert set(JobRecord.objects.filter(queue="low").values_list("status", flat=True)) == {JobStatus.QUEUED}
+    page = staff_client.get("/dashboard/queues/low/").content.decode()
+    assert 'data-col="length">3<' in page
+    assert all(job.id[:10] in page for job in low)  # listed in the queued registry
+
+    resumed = staff_client.post("/dashboard/queues/low/resume/", headers={"HX-Request": "true"})
+    assert "Resumed: workers take its jobs again." in resumed.content.decode()
+    wait_for(lambda: JobRecord.objects.filter(queue="low", status=JobStatus.FINISHED).count() == 3, timeout=30)
+    assert 'data-col="length">0<' in staff_client.get("/dashboard/queues/low/").content.decode()
+
+
+def test_pause_and_resume_are_idempotent_and_redirect_without_htmx(staff_client):
+    first = staff_client.post("/dashboard/queues/default/pause/")
+    assert first.status_code == 302 and first["Location"] == "/dashboard/queues/default/"
+    second = staff_client.post("/dashboard/queues/default/pause/", headers={"HX-Request": "true"})
+    assert "The queue was already paused." in second.content.decode()
+    overview = staff_client.get("/dashboard/").content.decode()
+    row = overview.split('data-queue="default"', 1)[1].split("</tr>", 1)[0]
+    assert "paused" in row
+    staff_client.post("/dashboard/queues/default/resume/")
+    again = staff_client.post("/dashboard/queues/default/resume/", headers={"HX-Request": "true"})
+    assert "The queue was not paused." in again.content.decode()
+
+
+def test_a_burst_worker_skips_a_paused_queue(run_burst, staff_client):
+    staff_client.post("/dashboard/queues/default/pause/")
+    job = enqueue("tests.jobfuncs.add", 1, 2)
+    run_burst()
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.QUEUED
+    staff_client.post("/dashboard/queues/default/resume/")
+    run_burst()
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.FINISHED
+
+
+def test_the_queues_link_opens_the_first_queue_which_lists_the_others(staff_client):
+    response = staff_client.get("/dashboard/queues/", follow=True)
+    assert response.redirect_chain == [("/dashboard/queues/high/", 302)]
+    body = response.content.decode()
+    assert 'href="/dashboard/queues/default/"' in body and 'href="/dashboard/queues/low/"' in body
