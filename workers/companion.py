@@ -12,7 +12,7 @@ from django.db import connections
 
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
-from .watchdog import abandoned_jobs_fail
+from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -60,6 +60,7 @@ class Companion:
                         next_alive = now + alive_every
                     if now >= next_watchdog:
                         abandoned_jobs_fail(self.connection)
+                        dead_scheduler_locks_release(self.connection)
                         if self.record:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every

@@ -16,8 +16,10 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django_rq.queues import DjangoRQ
 from redis import Redis
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
+from rq.scheduler import RQScheduler
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
@@ -61,6 +63,10 @@ class TrackedJob(Job):
     _jobsite_quiet = False
     _jobsite_next_at: datetime | None = None
     _jobsite_retry_delay: float | None = None
+
+    def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
+        # Producers, workers and services read payloads with the one configured serializer.
+        super().__init__(id, connection=connection, serializer=serializer or settings.JOBSITE_SERIALIZER)
 
     @property
     def attempt(self) -> int:
@@ -195,6 +201,47 @@ class _TrackingMixin:
     """What a jobsite worker adds to RQ's: failure policy, reported outcomes, a companion."""
 
     run_recorder = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # RQ runs maintenance (which also takes over the scheduler of a dead worker) every
+        # 10 minutes: retries of a crashed scheduler's queues would stall that long.
+        kwargs.setdefault("maintenance_interval", settings.JOBSITE["MAINTENANCE_INTERVAL"])
+        super().__init__(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker blocks on its queues this long; wake up for maintenance on time.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))  # type: ignore[misc]
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        # As RQ's, but the scheduler is named after its worker, so that the watchdog can
+        # release the scheduler lock of a dead worker at once instead of after its TTL.
+        self.scheduler = RQScheduler(
+            self.queues,  # type: ignore[attr-defined]
+            connection=self.connection,  # type: ignore[attr-defined]
+            logging_level=logging_level if logging_level is not None else self.log.level,  # type: ignore[attr-defined]
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,  # type: ignore[attr-defined]
+            name=self.name,  # type: ignore[attr-defined]
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         exc_type, value = exc_info[0], exc_info[1]

@@ -16,6 +16,7 @@ from rq.job import JobStatus as RQStatus
 from rq.job import NoSuchJobError
 from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key
 
 from .models import JobStatus
@@ -49,6 +50,25 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             _fail(connection, queue, job, entry, worker)
             failed += 1
     return failed
+
+
+_RELEASE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def dead_scheduler_locks_release(connection: Redis) -> int:
+    """Release scheduler locks held by dead jobsite workers, so a live one takes over now
+    (RQ would keep the lock for its whole TTL and retry only at its next maintenance)."""
+    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    released = 0
+    for queue in Queue.all(connection=connection, job_class=TrackedJob):
+        key = RQScheduler.get_locking_key(queue.name)
+        holder = connection.get(key)
+        if holder is None or holder.decode() not in known or is_alive(connection, holder.decode()):
+            continue
+        if connection.eval(_RELEASE_IF_HELD_BY, 1, key, holder):
+            log.warning("released the scheduler lock of queue %s held by dead worker %s", queue.name, holder.decode())
+            released += 1
+    return released
 
 
 def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:

@@ -51,6 +51,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # CSP and friends on every response; a Redis outage answers 503 instead of a 500.
+    "dashboard.middleware.SecurityHeadersMiddleware",
+    "dashboard.middleware.QueueUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "jobsite.urls"
@@ -100,11 +103,42 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOGIN_URL = "admin:login"
 
+# --- security (production.py adds HTTPS-only cookies and HSTS) -------------------------
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# No inline script and no third-party origin: htmx is served from our own static files,
+# so an escaped-but-injected <script> in job data could not run even if escaping failed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
 # --- RQ -------------------------------------------------------------------------------
 # Queues drained in this order by a worker that listens on all of them (priorities).
 JOBSITE_QUEUES = env_list("JOBSITE_QUEUES", "high,default,low")
 
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in JOBSITE_QUEUES}
+
+def _with_timeouts(url: str) -> str:
+    """Producers (web requests) fail fast when Redis is away instead of hanging; workers
+    raise socket_timeout to what their blocking dequeue needs on their own."""
+    extra = "socket_connect_timeout=2&socket_timeout=5"
+    return url if "timeout=" in url else f"{url}{'&' if '?' in url else '?'}{extra}"
+
+
+# What job payloads are written with: "pickle" (RQ's default: any Python object) or
+# "json" (only JSON types; a producer can never make a worker unpickle arbitrary data).
+# Producers and workers must agree: both read this setting.
+JOBSITE_SERIALIZER = os.environ.get("JOBSITE_SERIALIZER", "pickle")
+
+RQ_QUEUES = {
+    name: {"URL": _with_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": 600, "SERIALIZER": JOBSITE_SERIALIZER}
+    for name in JOBSITE_QUEUES
+}
 RQ = {
     "WORKER_CLASS": "workers.tracking.TrackingWorker",
     "JOB_CLASS": "workers.tracking.TrackedJob",
@@ -130,6 +164,9 @@ JOBSITE = {
     # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
     "DEAD_JOB_TTL": 90 * 24 * 3600,
     "RECORDER_BATCH": 500,
+    # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
+    # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
+    "MAINTENANCE_INTERVAL": 30,
 }
 
 LOGGING = {

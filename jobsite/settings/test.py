@@ -12,6 +12,7 @@ JOBSITE = {
     "RETRY": {"max_attempts": 3, "base": 0.2, "factor": 2.0, "cap": 2.0, "jitter": 0.1},
     "WORKER_ALIVE_TTL": 3,
     "WATCHDOG_INTERVAL": 1,
+    "MAINTENANCE_INTERVAL": 2,
 }
 
 # SQLite tests use a file, not memory, so that worker subprocesses see the same data.
