@@ -46,3 +46,23 @@ def count_and_report(steps: int) -> int:
     for done in range(1, steps + 1):
         progress(done, steps, f"step {done}")
     return steps
+
+
+CHAOS_TABLE = "chaos_effect"
+
+
+def chaos_effect(token: str, ms: int, fail: bool = False) -> str:
+    """An idempotent job: its effect is one row per token however often it runs.
+
+    Counts every execution in Redis, so a test can see at-least-once delivery at work.
+    """
+    from django.db import connection
+
+    _redis().hincrby("test:chaos:runs", token, 1)
+    time.sleep(ms / 1000)
+    if fail:
+        raise ValueError(f"chaos job {token} always fails")
+    with connection.cursor() as cursor:
+        # The idempotency: an upsert keyed by the job's own token, not "insert and hope".
+        cursor.execute(f"INSERT INTO {CHAOS_TABLE} (token) VALUES (%s) ON CONFLICT (token) DO NOTHING", [token])
+    return token

@@ -78,6 +78,8 @@ class JobRecord(models.Model):
             models.Index(fields=["queue", "-enqueued_at", "-id"], name="jobrecord_queue_newest"),
             models.Index(fields=["func", "-enqueued_at", "-id"], name="jobrecord_func_newest"),
         ]
+        # Staff may look at the dashboard; acting on jobs and queues needs this too.
+        permissions = [("operate_jobs", "Can retry, cancel and discard jobs, and pause queues and schedules")]
 
     def __str__(self) -> str:
         return f"{self.func} [{self.job_id}] {self.status}"

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     # scheduler on by default) wins over django-rq's plain one.
     "workers",
     "dashboard",
+    "alerts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -68,6 +69,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.access",
             ],
         },
     },
@@ -168,6 +170,30 @@ JOBSITE = {
     # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
     "MAINTENANCE_INTERVAL": 30,
 }
+
+# --- alerts ---------------------------------------------------------------------------
+# Evaluated by the scheduled job alerts.jobs.alerts_check and `manage.py check_alerts`;
+# incidents are kept in alerts.Alert and shown at /dashboard/alerts/. See alerts/rules.py.
+JOBSITE_ALERTS = {
+    "RULES": [
+        {"name": "failure-rate", "kind": "failure_rate", "window": 600, "threshold": 0.25, "min_jobs": 20},
+        {"name": "dead-letters", "kind": "dead_letter_growth", "window": 600, "threshold": 10},
+        {"name": "backlog", "kind": "queue_length", "threshold": 5000},
+        {"name": "stale-queue", "kind": "oldest_job_age", "threshold": 600},
+        {"name": "no-worker", "kind": "no_live_worker"},
+    ],
+    "MAIL_ADMINS": True,  # to settings.ADMINS, when there are any
+    "WEBHOOK_URL": os.environ.get("JOBSITE_ALERT_WEBHOOK_URL", ""),  # POSTed JSON
+    "WEBHOOK_TIMEOUT": 5,
+}
+ADMINS = [("jobsite admin", email) for email in env_list("DJANGO_ADMINS", "")]
+SERVER_EMAIL = os.environ.get("DJANGO_SERVER_EMAIL", "jobsite@localhost")
+EMAIL_SUBJECT_PREFIX = "[jobsite] "
+
+# Recurring jobs (the scheduler of issue 4 reads this list).
+JOBSITE_SCHEDULES = [
+    {"name": "check-alerts", "func": "alerts.jobs.alerts_check", "interval": 60, "queue": "high"},
+]
 
 LOGGING = {
     "version": 1,
