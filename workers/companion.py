@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -20,13 +21,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _ForkGuard:
+    """Held by the companion thread around its database work and by any thread that forks.
+
+    A forking worker's horse is a copy of the worker taken at fork time; had this thread
+    been inside the database driver then (SQLite's global file mutex, a half-written
+    transaction), the horse would inherit the lock held by a thread it does not have and
+    hang at its first query, while holding or blocking the database write lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release, after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+FORK_GUARD = _ForkGuard()
+
+
 class Companion:
     def __init__(self, worker: BaseWorker, *, record: bool = True) -> None:
         self.worker_name = worker.name
         self.record = record
         # A connection of its own: the worker's pool stays untouched by this thread.
         self.connection = redis_connection()
-        self.recorder = Recorder(self.connection, name=worker.name, batch_size=settings.JOBSITE["RECORDER_BATCH"])
+        self.recorder = Recorder(
+            self.connection, name=worker.name, batch_size=settings.JOBSITE["RECORDER_BATCH"], guard=FORK_GUARD
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
 
@@ -44,7 +73,8 @@ class Companion:
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
             self.connection.srem(WORKERS_SET, self.worker_name)
         finally:
-            connections.close_all()
+            with FORK_GUARD:
+                connections.close_all()
 
     def _run(self) -> None:
         alive_every = max(settings.JOBSITE["WORKER_ALIVE_TTL"] / 3, 0.5)
@@ -73,7 +103,9 @@ class Companion:
                     # Redis or the database is away: jobs go on, events wait in Redis.
                     failures += 1
                     log.exception("jobsite companion of %s: will retry", self.worker_name)
-                    connections.close_all()
+                    with FORK_GUARD:
+                        connections.close_all()
                     self._stop.wait(min(0.5 * 2**failures, 10))
         finally:
-            connections.close_all()
+            with FORK_GUARD:
+                connections.close_all()

@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -236,10 +237,19 @@ def _write_metrics(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
 class Recorder:
     """One consumer of the jobsite stream; call ``step()`` in a loop or ``drain()``."""
 
-    def __init__(self, connection: Redis, *, name: str | None = None, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        connection: Redis,
+        *,
+        name: str | None = None,
+        batch_size: int = 500,
+        guard: AbstractContextManager[Any] | None = None,
+    ) -> None:
         self.connection = connection
         self.name = name or f"{socket.gethostname()}:{id(self)}"
         self.batch_size = batch_size
+        # Held around database work; a worker's companion passes its fork guard.
+        self._guard = guard or nullcontext()
         self._group_ready = False
 
     def ensure_group(self) -> None:
@@ -262,12 +272,13 @@ class Recorder:
                 decoded.append(events.decode(fields))
             except (KeyError, ValueError):
                 log.error("dropping malformed jobsite event %r", fields)
-        try:
-            apply_events(decoded)
-        except DatabaseError as exc:
-            if not _is_poison(exc):
-                raise  # the database is away: leave the events pending, try again later
-            self._apply_one_by_one(decoded)
+        with self._guard:
+            try:
+                apply_events(decoded)
+            except DatabaseError as exc:
+                if not _is_poison(exc):
+                    raise  # the database is away: leave the events pending, try again later
+                self._apply_one_by_one(decoded)
         ids = [entry_id for entry_id, _ in entries]
         with self.connection.pipeline() as pipe:
             pipe.xack(events.STREAM_KEY, events.GROUP, *ids)
