@@ -260,6 +260,9 @@ class _TrackingMixin:
                 job.meta = job.get_meta(refresh=True)
             except Exception:
                 log.warning("could not refresh meta of job %s", job.id)
+        # RQ stores the traceback UTF-8 encoded: a message with lone surrogates (bytes decoded
+        # with surrogateescape) made that raise in the horse, losing the job's real error.
+        exc_string = events.storable(exc_string)
         stopped = self._stopped_job_id == job.id  # type: ignore[attr-defined]
         policy = policy_for(job.origin, job.meta.get(META_RETRY))
         max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
