@@ -13,7 +13,7 @@ from django.db import connections
 
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
-from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release
+from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -91,6 +91,8 @@ class Companion:
                     if now >= next_watchdog:
                         abandoned_jobs_fail(self.connection)
                         dead_scheduler_locks_release(self.connection)
+                        with FORK_GUARD:
+                            lost_jobs_requeue(self.connection)
                         if self.record:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django_rq.queues import DjangoRQ
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
@@ -324,6 +327,35 @@ class _TrackingMixin:
                     **job.descriptor(),
                 },
             )
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
+            # instead, then make sure this job's attempt ends: if its outcome never reached
+            # Redis it is still `started` under this live worker, and nobody else would
+            # ever fail it.
+            self.log.warning("Redis lost while running job %s (%s); waiting for it", job.id, exc)  # type: ignore[attr-defined]
+            self._jobsite_wait_for_redis()
+            if job.get_status(refresh=True) == RQStatus.STARTED:
+                self.handle_job_failure(
+                    job,
+                    queue,
+                    started_job_registry=queue.started_job_registry,
+                    exc_string=f"RedisConnectionLost: Redis became unreachable while the job ran ({exc})",
+                    execution=getattr(self, "execution", None),
+                )
+
+    def _jobsite_wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._stop_requested:  # type: ignore[attr-defined]
+            try:
+                self.connection.ping()  # type: ignore[attr-defined]
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
         # A job is a unit of work like a request: no stale connection goes in or out.
