@@ -9,7 +9,7 @@ companion fails the orphaned jobs within a few seconds of the key expiring.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from redis import Redis
@@ -82,11 +82,12 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
     )
     requeued = 0
     for job_id in candidates:
-        try:
-            job = TrackedJob.fetch(job_id, connection=connection)
-        except NoSuchJobError:
+        # A few fields, not the whole job: its payload may be megabytes.
+        status, origin, enqueued_at = connection.hmget(f"rq:job:{job_id}", "status", "origin", "enqueued_at")
+        if status != RQStatus.QUEUED.value.encode() or not origin:
             continue
-        if job.get_status(refresh=False) != RQStatus.QUEUED or not _is_nowhere(connection, job):
+        queue = Queue(origin.decode(), connection=connection, job_class=TrackedJob)
+        if not _is_nowhere(connection, queue, job_id, utcparse(enqueued_at.decode()) if enqueued_at else None):
             connection.delete(LOST_KEY.format(job_id))
             continue
         # First sighting: remember it; act only if it is still nowhere next round.
@@ -94,29 +95,31 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
             continue
         if not connection.set(f"jobsite:requeue:{job_id}", 1, nx=True, ex=60):
             continue  # another watchdog is putting it back
+        try:
+            job = TrackedJob.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            continue
         log.warning("job %s was popped by a worker that died before starting it; putting it back", job_id)
-        queue = Queue(job.origin, connection=connection, job_class=TrackedJob, serializer=job.serializer)
         queue.enqueue_job(job, at_front=True)
         connection.delete(LOST_KEY.format(job_id))
         requeued += 1
     return requeued
 
 
-def _is_nowhere(connection: Redis, job: TrackedJob) -> bool:
-    queue = Queue(job.origin, connection=connection, job_class=TrackedJob)
+def _is_nowhere(connection: Redis, queue: Queue, job_id: str, enqueued_at: datetime | None) -> bool:
     head = connection.lindex(queue.key, 0)
     if head is not None:
         head_enqueued = connection.hget(f"rq:job:{head.decode()}", "enqueued_at")
-        if head_enqueued and job.enqueued_at and utcparse(head_enqueued.decode()) <= job.enqueued_at:
+        if head_enqueued and enqueued_at and utcparse(head_enqueued.decode()) <= enqueued_at:
             return False  # FIFO: still behind the head (cheap, no scan of a long queue)
     for key in (queue.key, queue.intermediate_queue_key):
-        if connection.lpos(key, job.id) is not None:
+        if connection.lpos(key, job_id) is not None:
             return False
     registries = (queue.started_job_registry, queue.scheduled_job_registry, queue.deferred_job_registry)
-    if any(connection.zscore(registry.key, job.id) is not None for registry in registries):
+    if any(connection.zscore(registry.key, job_id) is not None for registry in registries):
         return False
     # The started registry keys executions as "<job id>:<execution id>".
-    return not any(True for _ in connection.zscan_iter(queue.started_job_registry.key, match=f"{job.id}:*"))
+    return not any(True for _ in connection.zscan_iter(queue.started_job_registry.key, match=f"{job_id}:*"))
 
 
 _RELEASE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
