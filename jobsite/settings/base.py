@@ -78,6 +78,10 @@ TEMPLATES = [
 WSGI_APPLICATION = "jobsite.wsgi.application"
 
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails fast: a worker's recorder retries later
+    # instead of hanging (and holding up the worker's next fork) on a dead connection.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers, the recorder and the web server write one SQLite file at once: wait for the
     # lock instead of failing, and take it at BEGIN so two writers never deadlock.

@@ -51,6 +51,13 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _own_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
 def _sigkill(pids: list[int]) -> None:
     for pid in pids:
         try:
@@ -95,14 +102,17 @@ def test_no_job_is_lost_while_workers_and_horses_are_killed(start_worker, effect
         victim = rng.randrange(WORKERS)
         worker = workers[victim]
         if rng.random() < 0.65:
-            horses = _children(worker.pid)
-            # The worker's children: its work horse and possibly its scheduler process;
-            # the horse is the one running a job (it re-groups itself with setpgrp).
-            horses = [pid for pid in horses if os.getpgid(pid) == pid] if horses else []
+            # The worker's child that re-grouped itself (setpgrp) is its work horse; the
+            # scheduler process is a child too. Jobs are short: watch for a horse a moment.
+            deadline = time.monotonic() + 2
+            horses: list[int] = []
+            while not horses and time.monotonic() < deadline:
+                horses = [pid for pid in _children(worker.pid) if _own_group(pid)]
+                time.sleep(0.01)
             if horses:
                 _sigkill(horses)
                 kills["work horse"] += 1
-                continue
+            continue
         # A whole worker dies the way a lost container does: with everything it started.
         _sigkill(_tree(worker.pid))
         worker.process.wait(timeout=10)
