@@ -75,7 +75,7 @@ def effect_table(transactional_db):
         cursor.execute(f"DROP TABLE {CHAOS_TABLE}")
 
 
-def test_no_job_is_lost_while_workers_and_horses_are_killed(start_worker, effect_table, redis_conn: Redis):
+def test_no_job_is_lost_while_workers_and_horses_are_killed(start_worker, effect_table, redis_conn: Redis, capsys):
     rng = random.Random(7)
     tokens = [f"t{i:04d}" for i in range(JOBS)]
     failing = {t for i, t in enumerate(tokens) if i % FAILING_EVERY == 0}
@@ -152,13 +152,14 @@ def test_no_job_is_lost_while_workers_and_horses_are_killed(start_worker, effect
         cursor.execute(f"SELECT token FROM {CHAOS_TABLE}")
         effects = [row[0] for row in cursor.fetchall()]
     crash_errors = JobError.objects.filter(exc_type="WorkerDied").count()
-    print(
-        f"\nchaos: {JOBS} jobs, {WORKERS} workers, kills {dict(kills)}; statuses {dict(statuses)}; "
-        f"dead by reason {dict(reasons)}; WorkerDied attempts {crash_errors}; "
-        f"jobs that ran more than once {sum(1 for n in runs.values() if n > 1)}; "
-        f"executions {sum(runs.values())}; effect rows {len(effects)}; "
-        f"settled {time.monotonic() - started:.0f} s after the storm began"
-    )
+    with capsys.disabled():  # the counts belong in every run's output, not only with -s
+        print(
+            f"\nchaos: {JOBS} jobs, {WORKERS} workers, kills {dict(kills)}; statuses {dict(statuses)}; "
+            f"dead by reason {dict(reasons)}; WorkerDied attempts {crash_errors}; "
+            f"jobs that ran more than once {sum(1 for n in runs.values() if n > 1)}; "
+            f"executions {sum(runs.values())}; effect rows {len(effects)}; "
+            f"settled {time.monotonic() - started:.0f} s after the storm began"
+        )
 
     assert kills["whole worker"] >= 3 and kills["work horse"] >= 3, f"the storm was too mild: {dict(kills)}"
     assert set(records) == set(job_ids), "every enqueued job has exactly one record"
