@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_schedules
+from . import views, views_alerts, views_schedules
 
 app_name = "dashboard"
 
@@ -24,4 +24,5 @@ urlpatterns = [
     path("queues/<str:name>/", views.queue_detail, name="queue_detail"),
     path("queues/<str:name>/pause/", views.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", views.queue_resume, name="queue_resume"),
+    path("alerts/", views_alerts.alerts, name="alerts"),
 ]

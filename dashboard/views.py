@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -25,6 +24,7 @@ from workers import selectors, services
 from workers.models import JobStatus
 from workers.tracking import redis_connection
 
+from .access import operator_required, viewer_required
 from .charts import throughput_chart
 from .forms import BulkActionForm, JobFilterForm
 
@@ -58,7 +58,7 @@ def _answer(
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def overview(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "overview": selectors.overview_get(),
@@ -97,7 +97,7 @@ def _job_list_context(request: HtmxHttpRequest, params: Any, *, fixed_status: st
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET)
     context["functions"] = selectors.function_names()
@@ -144,7 +144,7 @@ def _bulk(request: HtmxHttpRequest, *, dead_letters: bool) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def jobs_bulk(request: HtmxHttpRequest) -> HttpResponse:
     return _bulk(request, dead_letters=False)
 
@@ -167,7 +167,7 @@ def _job_context(job_id: str) -> dict[str, Any]:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def job_detail(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     context = _job_context(job_id)
     if not request.htmx:
@@ -197,7 +197,7 @@ def _job_action(request: HtmxHttpRequest, job_id: str, act: Callable[[], str]) -
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
         services.job_retry(job_id=job_id)
@@ -207,7 +207,7 @@ def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
         record = services.job_cancel(job_id=job_id)
@@ -219,7 +219,7 @@ def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
         new_id = services.job_run_again(job_id=job_id)
@@ -232,7 +232,7 @@ def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def dead_letters(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET, fixed_status=JobStatus.DEAD)
     context["groups"] = selectors.dead_letter_groups()
@@ -240,7 +240,7 @@ def dead_letters(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def dead_letters_bulk(request: HtmxHttpRequest) -> HttpResponse:
     return _bulk(request, dead_letters=True)
 
@@ -249,14 +249,14 @@ def dead_letters_bulk(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def workers(request: HtmxHttpRequest) -> HttpResponse:
     context = {"workers": selectors.worker_list()}
     return render(request, _partial(request, "dashboard/workers.html", "worker-table"), context)
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def queues(request: HtmxHttpRequest) -> HttpResponse:
     """The Queues link: the first queue's page (it lists the others)."""
     return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[selectors.queue_names()[0]]))
@@ -275,7 +275,7 @@ def _queue_context(name: str) -> dict[str, Any]:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def queue_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     return render(request, _partial(request, "dashboard/queue.html", "queue-panel"), _queue_context(name))
 
@@ -300,13 +300,13 @@ def _queue_action(request: HtmxHttpRequest, name: str, *, pause: bool) -> HttpRe
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def queue_pause(request: HtmxHttpRequest, name: str) -> HttpResponse:
     return _queue_action(request, name, pause=True)
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def queue_resume(request: HtmxHttpRequest, name: str) -> HttpResponse:
     return _queue_action(request, name, pause=False)
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -28,6 +27,8 @@ from workers.schedules import (
     schedulers_alive,
 )
 
+from .access import operator_required, viewer_required
+
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
@@ -38,7 +39,7 @@ def _schedules_context(**extra: Any) -> dict[str, Any]:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def schedules(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboard/schedules.html#schedule-table" if request.htmx else "dashboard/schedules.html"
     return render(request, template, _schedules_context())
@@ -65,7 +66,7 @@ def _action_view(action: Callable[..., Any], done: str) -> Callable[[HtmxHttpReq
     """A staff-only POST view that runs one schedule service and answers like ``_act``."""
 
     @require_POST
-    @staff_member_required
+    @operator_required
     def view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return _act(request, pk, action, done)
 
@@ -78,7 +79,7 @@ schedule_run_view = _action_view(schedule_run_now, "started a run now")
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def keys(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
     stall_timeout = setting("KEY_STALL_TIMEOUT", 30)

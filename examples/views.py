@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+
+from dashboard.access import operator_required, viewer_required
 
 from . import selectors, services
 from .models import Article, EtlPage, EtlRun
@@ -37,13 +38,13 @@ def _panels_context() -> dict[str, object]:
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def examples_dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "examples/dashboard.html", _panels_context())
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def examples_panels(request: HttpRequest) -> HttpResponse:
     return render(request, "examples/dashboard.html#panels", _panels_context())
 
@@ -58,7 +59,7 @@ def _done(request: HttpRequest, message: str) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def campaign_send(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     campaign = services.campaign_start(
@@ -70,14 +71,14 @@ def campaign_send(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def etl_start(request: HttpRequest) -> HttpResponse:
     services.etl_run_request()
     return _done(request, "An ETL run was requested.")
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def etl_run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(EtlRun, pk=run_id)
     services.etl_run_rerun(run_id=run.pk)
@@ -85,7 +86,7 @@ def etl_run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@operator_required
 def etl_page_rerun(request: HttpRequest, page_id: int) -> HttpResponse:
     page = get_object_or_404(EtlPage, pk=page_id)
     services.etl_page_rerun(page_id=page.pk)

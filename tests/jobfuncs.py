@@ -74,3 +74,49 @@ def slow_steps(steps: int, pause: float) -> int:
         time.sleep(pause)
         progress(done, steps, f"step {done} of {steps}")
     return steps
+
+
+CHAOS_TABLE = "chaos_effect"
+
+
+def chaos_effect(token: str, ms: int, fail: bool = False) -> str:
+    """An idempotent job: its effect is one row per token however often it runs.
+
+    Counts every execution in Redis, so a test can see at-least-once delivery at work.
+    """
+    from django.db import connection
+
+    _redis().hincrby("test:chaos:runs", token, 1)
+    time.sleep(ms / 1000)
+    if fail:
+        raise ValueError(f"chaos job {token} always fails")
+    with connection.cursor() as cursor:
+        # The idempotency: an upsert keyed by the job's own token, not "insert and hope".
+        cursor.execute(f"INSERT INTO {CHAOS_TABLE} (token) VALUES (%s) ON CONFLICT (token) DO NOTHING", [token])
+    return token
+
+
+def blob_size(blob: str) -> int:
+    return len(blob)
+
+
+def fail_with(message: str) -> None:
+    """Raises ``message`` as is: NUL, lone surrogates, markup, whatever a caller passes."""
+    raise ValueError(message)
+
+
+def raw_bytes() -> bytes:
+    return b"\xff\xfe\x00not utf-8 \xc3\x28"
+
+
+def unpicklable_result() -> object:
+    import threading
+
+    return threading.Lock()
+
+
+def log_and_fail(text: str) -> None:
+    import logging
+
+    logging.getLogger("jobsite.tests").warning("about to fail: %s", text)
+    raise RuntimeError(text)

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 from rq.job import Job
 
@@ -23,6 +25,13 @@ from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, MET
 
 class EnqueueError(ValueError):
     """Bad input to ``enqueue``: nothing was enqueued."""
+
+
+class QueueUnavailable(RuntimeError):
+    """Redis did not answer: nothing was enqueued. Safe to retry once Redis is back.
+
+    Web views that enqueue need not catch it: ``dashboard.middleware`` answers 503.
+    """
 
 
 def _resolve(func: Callable[..., Any] | str) -> Callable[..., Any] | str:
@@ -146,13 +155,23 @@ def job_enqueue(
         failure_ttl=setting("DEAD_JOB_TTL"),
         rate_limit=rate_limit,
     )
+    try:
+        _ = job.data  # serialize now: an argument the serializer refuses is the producer's error
+    except Exception as exc:
+        raise EnqueueError(
+            f"the job's arguments cannot be serialized with {settings.JOBSITE_SERIALIZER!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 
     def push() -> None:
-        if when is not None and when > timezone.now():
-            rq_queue.schedule_job(job, when)
-        else:
-            rq_queue.enqueue_job(job, unique=unique)
+        try:
+            if when is not None and when > timezone.now():
+                rq_queue.schedule_job(job, when)
+            else:
+                rq_queue.enqueue_job(job, unique=unique)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise QueueUnavailable(f"Redis is unavailable, job {job.id} was not enqueued: {exc}") from exc
 
     transaction.on_commit(push)  # runs at once outside a transaction
     return job

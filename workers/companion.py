@@ -14,7 +14,7 @@ from .forkguard import FORK_GUARD
 from .ordering import keys_watchdog
 from .recorder import Recorder
 from .tracking import ALIVE_KEY, WORKERS_SET, mark_alive, redis_connection
-from .watchdog import abandoned_jobs_fail
+from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -52,7 +52,8 @@ class Companion:
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
             self.connection.srem(WORKERS_SET, self.worker_name)
         finally:
-            connections.close_all()
+            with FORK_GUARD:
+                connections.close_all()
 
     def _heartbeat(self) -> None:
         alive_every = max(setting("WORKER_ALIVE_TTL") / 3, 0.5)
@@ -74,6 +75,8 @@ class Companion:
                     if now >= next_watchdog:
                         with FORK_GUARD:
                             abandoned_jobs_fail(self.connection)
+                            lost_jobs_requeue(self.connection)
+                        dead_scheduler_locks_release(self.connection)
                         keys_watchdog(self.connection)  # Redis only: no guard needed
                         if self.record:
                             self.recorder.claim_stale()
@@ -87,7 +90,9 @@ class Companion:
                     # Redis or the database is away: jobs go on, events wait in Redis.
                     failures += 1
                     log.exception("jobsite companion of %s: will retry", self.worker_name)
-                    connections.close_all()
+                    with FORK_GUARD:
+                        connections.close_all()
                     self._stop.wait(min(0.5 * 2**failures, 10))
         finally:
-            connections.close_all()
+            with FORK_GUARD:
+                connections.close_all()

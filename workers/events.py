@@ -20,12 +20,24 @@ PROGRESS = "progress"
 LOG = "log"
 
 
+def storable(text: str) -> str:
+    """``text`` as a database can store it: NUL (refused by PostgreSQL) and lone surrogates
+    (from bytes decoded with surrogateescape; not UTF-8) become visible escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def bounded(text: str, limit: int | None = None) -> str:
-    """Cut ``text`` to the configured size, saying how much was cut."""
+    """Cut ``text`` to the configured size, saying how much was cut; always storable."""
     limit = limit or setting("REPR_LIMIT")
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+    if len(text) > limit:
+        text = f"{text[:limit]}… [{len(text) - limit} more characters]"
+    return storable(text)
 
 
 def safe_repr(value: Any, limit: int | None = None) -> str:

@@ -84,6 +84,8 @@ class JobRecord(models.Model):
                 condition=models.Q(status="dead", discarded_at__isnull=True),
             ),
         ]
+        # Staff may look at the dashboard; acting on jobs and queues needs this too.
+        permissions = [("operate_jobs", "Can retry, cancel and discard jobs, and pause queues and schedules")]
 
     def __str__(self) -> str:
         return f"{self.func} [{self.job_id}] {self.status}"

@@ -257,7 +257,13 @@ def _write_metrics(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
 class Recorder:
     """One consumer of the jobsite stream; call ``step()`` in a loop or ``drain()``."""
 
-    def __init__(self, connection: Redis, *, name: str | None = None, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        connection: Redis,
+        *,
+        name: str | None = None,
+        batch_size: int = 500,
+    ) -> None:
         self.connection = connection
         self.name = name or f"{socket.gethostname()}:{id(self)}"
         self.batch_size = batch_size

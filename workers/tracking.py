@@ -17,10 +17,14 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django_rq.queues import DjangoRQ
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
+from rq.scheduler import RQScheduler
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker
 
@@ -76,6 +80,10 @@ class TrackedJob(Job):
     _jobsite_quiet = False
     _jobsite_next_at: datetime | None = None
     _jobsite_retry_delay: float | None = None
+
+    def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
+        # Producers, workers and services read payloads with the one configured serializer.
+        super().__init__(id, connection=connection, serializer=serializer or settings.JOBSITE_SERIALIZER)
 
     @property
     def attempt(self) -> int:
@@ -260,6 +268,47 @@ class _TrackingMixin:
 
     run_recorder = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # RQ runs maintenance (which also takes over the scheduler of a dead worker) every
+        # 10 minutes: retries of a crashed scheduler's queues would stall that long.
+        kwargs.setdefault("maintenance_interval", setting("MAINTENANCE_INTERVAL"))
+        super().__init__(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker blocks on its queues this long; wake up for maintenance on time.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))  # type: ignore[misc,attr-defined]
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        # As RQ's, but the scheduler is named after its worker, so that the watchdog can
+        # release the scheduler lock of a dead worker at once instead of after its TTL.
+        self.scheduler = RQScheduler(
+            self.queues,  # type: ignore[attr-defined]
+            connection=self.connection,  # type: ignore[attr-defined]
+            logging_level=logging_level if logging_level is not None else self.log.level,  # type: ignore[attr-defined]
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,  # type: ignore[attr-defined]
+            name=self.name,  # type: ignore[attr-defined]
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
+
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         exc_type, value = exc_info[0], exc_info[1]
         job._jobsite_exc_info = (  # type: ignore[attr-defined]
@@ -277,6 +326,9 @@ class _TrackingMixin:
                 job.meta = job.get_meta(refresh=True)
             except Exception:
                 log.warning("could not refresh meta of job %s", job.id)
+        # RQ stores the traceback UTF-8 encoded: a message with lone surrogates (bytes decoded
+        # with surrogateescape) made that raise in the horse, losing the job's real error.
+        exc_string = events.storable(exc_string)
         stopped = self._stopped_job_id == job.id  # type: ignore[attr-defined]
         policy = policy_for(job.origin, job.meta.get(META_RETRY))
         max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
@@ -340,6 +392,35 @@ class _TrackingMixin:
                     **job.descriptor(),
                 },
             )
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
+            # instead, then make sure this job's attempt ends: if its outcome never reached
+            # Redis it is still `started` under this live worker, and nobody else would
+            # ever fail it.
+            self.log.warning("Redis lost while running job %s (%s); waiting for it", job.id, exc)  # type: ignore[attr-defined]
+            self._jobsite_wait_for_redis()
+            if job.get_status(refresh=True) == RQStatus.STARTED:
+                self.handle_job_failure(
+                    job,
+                    queue,
+                    started_job_registry=queue.started_job_registry,
+                    exc_string=f"RedisConnectionLost: Redis became unreachable while the job ran ({exc})",
+                    execution=getattr(self, "execution", None),
+                )
+
+    def _jobsite_wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._stop_requested:  # type: ignore[attr-defined]
+            try:
+                self.connection.ping()  # type: ignore[attr-defined]
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
         # A job is a unit of work like a request: no stale connection goes in or out.

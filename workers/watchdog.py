@@ -9,13 +9,15 @@ companion fails the orphaned jobs within a few seconds of the key expiring.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from redis import Redis
 from rq.job import JobStatus as RQStatus
 from rq.job import NoSuchJobError
 from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
-from rq.utils import parse_composite_key
+from rq.scheduler import RQScheduler
+from rq.utils import parse_composite_key, utcparse
 
 from .conf import setting
 from .models import JobStatus
@@ -50,6 +52,94 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
     return failed
+
+
+LOST_KEY = "jobsite:lost:{}"
+
+
+def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, limit: int = 100) -> int:
+    """Put back jobs a worker popped from their queue and died with before starting them.
+
+    A worker on several queues pops a job with (B)LPOP and only then adds it to the started
+    registry; killed in between, it leaves the job `queued` yet in no queue and no registry,
+    where neither RQ nor the watchdog above would ever see it again. Candidates come from
+    the records (queued for a while); a job counts as lost only when Redis says so twice,
+    one watchdog round apart, so a job being dequeued right now is never run twice.
+    Returns how many were put back.
+    """
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from .models import JobRecord
+
+    wait = older_than if older_than is not None else 2 * setting("WORKER_ALIVE_TTL")
+    cutoff = timezone.now() - timedelta(seconds=wait)
+    candidates = list(
+        JobRecord.objects.filter(status=JobStatus.QUEUED)
+        .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
+        .filter(status_changed_at__lt=cutoff)
+        .order_by("enqueued_at")
+        .values_list("job_id", flat=True)[:limit]
+    )
+    requeued = 0
+    for job_id in candidates:
+        # A few fields, not the whole job: its payload may be megabytes.
+        status, origin, enqueued_at = connection.hmget(f"rq:job:{job_id}", "status", "origin", "enqueued_at")
+        if status != RQStatus.QUEUED.value.encode() or not origin:
+            continue
+        queue = Queue(origin.decode(), connection=connection, job_class=TrackedJob)
+        if not _is_nowhere(connection, queue, job_id, utcparse(enqueued_at.decode()) if enqueued_at else None):
+            connection.delete(LOST_KEY.format(job_id))
+            continue
+        # First sighting: remember it; act only if it is still nowhere next round.
+        if connection.set(LOST_KEY.format(job_id), 1, nx=True, ex=600):
+            continue
+        if not connection.set(f"jobsite:requeue:{job_id}", 1, nx=True, ex=60):
+            continue  # another watchdog is putting it back
+        try:
+            job = TrackedJob.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            continue
+        log.warning("job %s was popped by a worker that died before starting it; putting it back", job_id)
+        queue.enqueue_job(job, at_front=True)
+        connection.delete(LOST_KEY.format(job_id))
+        requeued += 1
+    return requeued
+
+
+def _is_nowhere(connection: Redis, queue: Queue, job_id: str, enqueued_at: datetime | None) -> bool:
+    head = connection.lindex(queue.key, 0)
+    if head is not None:
+        head_enqueued = connection.hget(f"rq:job:{head.decode()}", "enqueued_at")
+        if head_enqueued and enqueued_at and utcparse(head_enqueued.decode()) <= enqueued_at:
+            return False  # FIFO: still behind the head (cheap, no scan of a long queue)
+    for key in (queue.key, queue.intermediate_queue_key):
+        if connection.lpos(key, job_id) is not None:
+            return False
+    registries = (queue.started_job_registry, queue.scheduled_job_registry, queue.deferred_job_registry)
+    if any(connection.zscore(registry.key, job_id) is not None for registry in registries):
+        return False
+    # The started registry keys executions as "<job id>:<execution id>".
+    return not any(True for _ in connection.zscan_iter(queue.started_job_registry.key, match=f"{job_id}:*"))
+
+
+_RELEASE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def dead_scheduler_locks_release(connection: Redis) -> int:
+    """Release scheduler locks held by dead jobsite workers, so a live one takes over now
+    (RQ would keep the lock for its whole TTL and retry only at its next maintenance)."""
+    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    released = 0
+    for queue in Queue.all(connection=connection, job_class=TrackedJob):
+        key = RQScheduler.get_locking_key(queue.name)
+        holder = connection.get(key)
+        if holder is None or holder.decode() not in known or is_alive(connection, holder.decode()):
+            continue
+        if connection.eval(_RELEASE_IF_HELD_BY, 1, key, holder):
+            log.warning("released the scheduler lock of queue %s held by dead worker %s", queue.name, holder.decode())
+            released += 1
+    return released
 
 
 def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:

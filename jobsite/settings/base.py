@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "workers",
     "dashboard",
     "examples",
+    "alerts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -52,6 +53,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # CSP and friends on every response; a Redis outage answers 503 instead of a 500.
+    "dashboard.middleware.SecurityHeadersMiddleware",
+    "dashboard.middleware.QueueUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "jobsite.urls"
@@ -66,6 +70,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.access",
             ],
         },
     },
@@ -74,6 +79,10 @@ TEMPLATES = [
 WSGI_APPLICATION = "jobsite.wsgi.application"
 
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails fast: a worker's recorder retries later
+    # instead of hanging (and holding up the worker's next fork) on a dead connection.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers, the recorder and the web server write one SQLite file at once: wait for the
     # lock instead of failing, and take it at BEGIN so two writers never deadlock.
@@ -103,12 +112,42 @@ LOGIN_URL = "admin:login"
 
 # Mail goes to the console unless configured (production.py defaults to SMTP).
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- security (production.py adds HTTPS-only cookies and HSTS) -------------------------
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# No inline script and no third-party origin: htmx is served from our own static files,
+# so an escaped-but-injected <script> in job data could not run even if escaping failed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # --- RQ -------------------------------------------------------------------------------
 # Queues drained in this order by a worker that listens on all of them (priorities).
 JOBSITE_QUEUES = env_list("JOBSITE_QUEUES", "high,default,low")
 
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in JOBSITE_QUEUES}
+
+def _with_timeouts(url: str) -> str:
+    """Producers (web requests) fail fast when Redis is away instead of hanging; workers
+    raise socket_timeout to what their blocking dequeue needs on their own."""
+    extra = "socket_connect_timeout=2&socket_timeout=5"
+    return url if "timeout=" in url else f"{url}{'&' if '?' in url else '?'}{extra}"
+
+
+# What job payloads are written with: "pickle" (RQ's default: any Python object) or
+# "json" (only JSON types; a producer can never make a worker unpickle arbitrary data).
+# Producers and workers must agree: both read this setting.
+JOBSITE_SERIALIZER = os.environ.get("JOBSITE_SERIALIZER", "pickle")
+
+RQ_QUEUES = {
+    name: {"URL": _with_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": 600, "SERIALIZER": JOBSITE_SERIALIZER}
+    for name in JOBSITE_QUEUES
+}
 RQ = {
     "WORKER_CLASS": "workers.tracking.TrackingWorker",
     "JOB_CLASS": "workers.tracking.TrackedJob",
@@ -148,7 +187,29 @@ JOBSITE = {
     "SCHEDULE_GRACE": 60,
     # Log lines kept per job attempt (captured while the job runs; the rest are counted).
     "LOG_LINES_LIMIT": 200,
+    # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
+    # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
+    "MAINTENANCE_INTERVAL": 30,
 }
+
+# --- alerts ---------------------------------------------------------------------------
+# Evaluated by the scheduled job alerts.jobs.alerts_check and `manage.py check_alerts`;
+# incidents are kept in alerts.Alert and shown at /dashboard/alerts/. See alerts/rules.py.
+JOBSITE_ALERTS = {
+    "RULES": [
+        {"name": "failure-rate", "kind": "failure_rate", "window": 600, "threshold": 0.25, "min_jobs": 20},
+        {"name": "dead-letters", "kind": "dead_letter_growth", "window": 600, "threshold": 10},
+        {"name": "backlog", "kind": "queue_length", "threshold": 5000},
+        {"name": "stale-queue", "kind": "oldest_job_age", "threshold": 600},
+        {"name": "no-worker", "kind": "no_live_worker"},
+    ],
+    "MAIL_ADMINS": True,  # to settings.ADMINS, when there are any
+    "WEBHOOK_URL": os.environ.get("JOBSITE_ALERT_WEBHOOK_URL", ""),  # POSTed JSON
+    "WEBHOOK_TIMEOUT": 5,
+}
+ADMINS = [("jobsite admin", email) for email in env_list("DJANGO_ADMINS", "")]
+SERVER_EMAIL = os.environ.get("DJANGO_SERVER_EMAIL", "jobsite@localhost")
+EMAIL_SUBJECT_PREFIX = "[jobsite] "
 
 LOGGING = {
     "version": 1,
@@ -170,6 +231,8 @@ JOBSITE_SCHEDULES = [
      "cron": "0 8 * * 1", "queue": "default", "catch_up": "once"},
     {"name": "ETL: load new orders", "func": "examples.jobs.etl.etl_run_start",
      "interval": 120, "queue": "default", "catch_up": "skip"},
+    # Alert rules (JOBSITE_ALERTS) are evaluated every minute.
+    {"name": "check-alerts", "func": "alerts.jobs.alerts_check", "interval": 60, "queue": "high", "catch_up": "skip"},
 ]  # fmt: skip
 
 # --- the worked examples ------------------------------------------------------------

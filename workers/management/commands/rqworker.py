@@ -12,7 +12,11 @@ class Command(DjangoRQWorkerCommand):
     help = "Run a jobsite worker: tracked jobs, retries, the event recorder and RQ's scheduler."
 
     def add_arguments(self, parser: Any) -> None:
+        from django.conf import settings
+
         super().add_arguments(parser)
+        # Read payloads with the serializer producers write them with (JOBSITE_SERIALIZER).
+        parser.set_defaults(serializer=settings.JOBSITE_SERIALIZER)
         parser.add_argument(
             "--without-scheduler",
             action="store_true",

@@ -1,0 +1,124 @@
+"""Alert rules from settings (``JOBSITE_ALERTS["RULES"]``) and what each one measures.
+
+A rule is a dict: ``name``, ``kind`` and the kind's options. Kinds:
+- ``failure_rate``: failed / (finished + failed) attempts over ``window`` seconds, per queue,
+  above ``threshold`` (0..1), once at least ``min_jobs`` attempts ended (roll-ups only);
+- ``dead_letter_growth``: jobs that went dead over ``window`` seconds, at least ``threshold``;
+- ``queue_length``: jobs waiting in a queue, above ``threshold``;
+- ``oldest_job_age``: seconds the oldest waiting job of a queue has waited, above ``threshold``;
+- ``no_live_worker``: a queue no live worker listens on.
+``queues`` (optional) limits a per-queue rule to those queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Sum
+from redis import Redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import Worker
+
+from workers.models import JobMetric
+from workers.tracking import WORKERS_SET, is_alive
+
+KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker")
+PER_QUEUE = ("failure_rate", "queue_length", "oldest_job_age", "no_live_worker")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One rule's verdict on one subject (a queue, or "" for the whole system)."""
+
+    rule: str
+    kind: str
+    subject: str
+    firing: bool
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+def configured_rules() -> list[dict[str, Any]]:
+    rules = list(getattr(settings, "JOBSITE_ALERTS", {}).get("RULES", []))
+    for rule in rules:
+        if rule.get("kind") not in KINDS:
+            raise ValueError(f"alert rule {rule.get('name')!r}: unknown kind {rule.get('kind')!r}; one of {KINDS}")
+    return rules
+
+
+def _metric_sums(since: datetime, queue: str | None = None) -> dict[str, int]:
+    rows = JobMetric.objects.filter(minute__gte=since.replace(second=0, microsecond=0))
+    if queue is not None:
+        rows = rows.filter(queue=queue)
+    sums = rows.aggregate(finished=Sum("finished"), failed=Sum("failed"), dead=Sum("dead"))
+    return {key: value or 0 for key, value in sums.items()}
+
+
+def _live_worker_count(connection: Redis, queue: Queue, now: datetime) -> int:
+    jobsite_workers = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    live = 0
+    for worker in Worker.all(queue=queue):
+        if worker.name in jobsite_workers:
+            live += is_alive(connection, worker.name)
+        elif worker.last_heartbeat and (now - worker.last_heartbeat).total_seconds() < worker.worker_ttl:
+            live += 1  # a plain RQ worker: its own heartbeat is all there is
+    return live
+
+
+def _oldest_age(connection: Redis, queue: Queue, now: datetime) -> float:
+    for job_id in queue.get_job_ids(0, 10):
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+        except Exception:
+            continue
+        moment = job.enqueued_at or job.created_at
+        if moment:
+            return max((now - moment).total_seconds(), 0.0)
+    return 0.0
+
+
+def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Reading]:
+    """What ``rule`` sees now, one Reading per subject."""
+    name, kind = rule["name"], rule["kind"]
+    threshold = rule.get("threshold")
+    if kind == "dead_letter_growth":
+        window = int(rule.get("window", 600))
+        dead = _metric_sums(now - timedelta(seconds=window))["dead"]
+        limit = float(threshold or 1)
+        message = f"{dead} jobs went dead in the last {window // 60} min (threshold {limit:g})"
+        return [Reading(name, kind, "", dead >= limit, float(dead), limit, message)]
+    readings = []
+    for queue_name in rule.get("queues") or settings.JOBSITE_QUEUES:
+        queue = Queue(queue_name, connection=connection, serializer=settings.JOBSITE_SERIALIZER)
+        if kind == "failure_rate":
+            window = int(rule.get("window", 600))
+            sums = _metric_sums(now - timedelta(seconds=window), queue_name)
+            ended = sums["finished"] + sums["failed"]
+            rate = sums["failed"] / ended if ended else 0.0
+            limit = float(threshold if threshold is not None else 0.2)
+            firing = ended >= int(rule.get("min_jobs", 10)) and rate > limit
+            message = (
+                f"queue {queue_name}: {rate:.0%} of attempts failed in the last {window // 60} min "
+                f"({sums['failed']} of {ended}; threshold {limit:.0%})"
+            )
+            readings.append(Reading(name, kind, queue_name, firing, rate, limit, message))
+        elif kind == "queue_length":
+            length = queue.count
+            limit = float(threshold if threshold is not None else 1000)
+            message = f"queue {queue_name}: {length} jobs waiting (threshold {limit:g})"
+            readings.append(Reading(name, kind, queue_name, length > limit, float(length), limit, message))
+        elif kind == "oldest_job_age":
+            age = _oldest_age(connection, queue, now)
+            limit = float(threshold if threshold is not None else 300)
+            message = f"queue {queue_name}: the oldest waiting job has waited {age:.0f} s (threshold {limit:g} s)"
+            readings.append(Reading(name, kind, queue_name, age > limit, age, limit, message))
+        elif kind == "no_live_worker":
+            live = _live_worker_count(connection, queue, now)
+            message = f"queue {queue_name}: {live} live workers listen on it"
+            readings.append(Reading(name, kind, queue_name, live == 0, float(live), None, message))
+    return readings
