@@ -114,3 +114,13 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
     yield start
     for worker in started:
         worker.stop()
+
+
+def create_operator(username: str, password: str):
+    """A staff user who may act on jobs (workers.operate_jobs), as a dashboard operator is."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username, password=password, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="workers", codename="operate_jobs"))
+    return user

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
+
+from tests.conftest import create_operator
 
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("operator", password="pw", is_staff=True)
+    return create_operator("operator", "pw")
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, create_operator, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 from workers.recorder import drain
@@ -54,7 +53,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, live_server):
-    get_user_model().objects.create_user("ops", password="correct horse", is_staff=True)
+    create_operator("ops", "correct horse")
     context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
     page = context.new_page()
     page.set_default_timeout(20_000)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from examples.models import Delivery, EtlPage, EtlRun
+from tests.conftest import create_operator
 from tests.examples.factories import ArticleFactory, CampaignFactory, DeliveryFactory
 from workers.models import JobRecord
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    user = create_operator("ops", "pw")
     client.force_login(user)
     return client
 

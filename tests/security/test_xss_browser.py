@@ -114,9 +114,10 @@ def test_job_detail_pages_keep_args_errors_logs_and_names_inert(hostile_jobs, br
         text = _visit(browser_page, f"{live_server.url}/dashboard/jobs/{job_id}/")
         assert browser_page.dialogs == [], job_id
         record = JobRecord.objects.get(job_id=job_id)
-        payload = next((p for p in PAYLOADS if p in record.args_repr + record.kwargs_repr), None)
-        if payload:
-            assert payload.strip("\u202e")[:40] in text
+        stored = record.args_repr if record.args_repr != "()" else record.kwargs_repr
+        if stored not in ("()", "{}"):
+            # The arguments as recorded (Python's repr of the payload) are on the page as text.
+            assert stored[:40] in text, job_id
             shown += 1
     assert shown == 2 * len(PAYLOADS)
     assert browser_page.dialogs == []
