@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from django.db import models
 
 
@@ -108,6 +110,18 @@ class JobError(models.Model):
         return f"{self.job.job_id} attempt {self.attempt}: {self.exc_type}"
 
 
+# Upper bounds (seconds) of the runtime histogram buckets every JobMetric row keeps; a last
+# bucket holds what ran longer. Fixed, so rows from any minute add up; changing them needs a
+# migration (the columns below are one per bucket).
+RUNTIME_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+RUNTIME_BUCKET_FIELDS: tuple[str, ...] = tuple(f"runtime_bucket_{i:02d}" for i in range(len(RUNTIME_BUCKETS) + 1))
+
+
+def runtime_bucket(seconds: float) -> int:
+    """Index of the histogram bucket ``seconds`` falls in (upper bounds are inclusive)."""
+    return bisect.bisect_left(RUNTIME_BUCKETS, seconds)
+
+
 class JobMetric(models.Model):
     """Per-minute roll-up per queue and function; charts and rates read only these."""
 
@@ -121,6 +135,24 @@ class JobMetric(models.Model):
     dead = models.PositiveIntegerField(default=0)
     runtime_total = models.FloatField(default=0.0)
     runtime_max = models.FloatField(default=0.0)
+    # Runtime histogram of the attempts that ended this minute (finished or failed), one
+    # column per bucket of RUNTIME_BUCKETS: p50 / p95 come from these, not from the history.
+    runtime_bucket_00 = models.PositiveIntegerField(default=0, help_text="Attempts that ran ≤ 0.01 s.")
+    runtime_bucket_01 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.01 s, ≤ 0.025 s.")
+    runtime_bucket_02 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.025 s, ≤ 0.05 s.")
+    runtime_bucket_03 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.05 s, ≤ 0.1 s.")
+    runtime_bucket_04 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.1 s, ≤ 0.25 s.")
+    runtime_bucket_05 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.25 s, ≤ 0.5 s.")
+    runtime_bucket_06 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.5 s, ≤ 1 s.")
+    runtime_bucket_07 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 1 s, ≤ 2.5 s.")
+    runtime_bucket_08 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 2.5 s, ≤ 5 s.")
+    runtime_bucket_09 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 5 s, ≤ 10 s.")
+    runtime_bucket_10 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 10 s, ≤ 30 s.")
+    runtime_bucket_11 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 30 s, ≤ 60 s.")
+    runtime_bucket_12 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 60 s, ≤ 120 s.")
+    runtime_bucket_13 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 120 s, ≤ 300 s.")
+    runtime_bucket_14 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 300 s, ≤ 600 s.")
+    runtime_bucket_15 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 600 s.")
 
     class Meta:
         constraints = [

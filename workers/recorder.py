@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from . import events
-from .models import STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus
+from .models import RUNTIME_BUCKET_FIELDS, STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus, runtime_bucket
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class _Metric:
     dead: int = 0
     runtime_total: float = 0.0
     runtime_max: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(RUNTIME_BUCKET_FIELDS))
 
 
 @dataclass
@@ -171,6 +172,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
         if status in (JobStatus.FINISHED, JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED) and started:
             metric.runtime_total += runtime
             metric.runtime_max = max(metric.runtime_max, runtime)
+            metric.buckets[runtime_bucket(runtime)] += 1
     batch.changed.add(record.job_id)
 
 
@@ -230,6 +232,7 @@ def _write_metrics(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
             dead=F("dead") + m.dead,
             runtime_total=F("runtime_total") + m.runtime_total,
             runtime_max=Greatest(F("runtime_max"), m.runtime_max),
+            **{name: F(name) + n for name, n in zip(RUNTIME_BUCKET_FIELDS, m.buckets, strict=True) if n},
         )
 
 

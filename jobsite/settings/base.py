@@ -130,7 +130,32 @@ JOBSITE = {
     # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
     "DEAD_JOB_TTL": 90 * 24 * 3600,
     "RECORDER_BATCH": 500,
+    # Retention (`manage.py prune_jobs`, run daily by the "prune job history" schedule):
+    # ended job records older than this many days are deleted with their errors; dead
+    # letters stay until an operator retries or discards them (or --include-dead).
+    "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
+    # Per-minute roll-ups older than this are folded into one all-time row per queue and
+    # function, so /metrics totals never go down.
+    "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
+    "PRUNE_BATCH": 5000,
+    # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
+    # only requests from this machine (loopback) are answered.
+    "METRICS_TOKEN": os.environ.get("JOBSITE_METRICS_TOKEN", ""),
 }
+
+# Schedules declared in code (synced at start by the scheduler): name, func (a function
+# registered with @workers.registry.schedulable), one of cron / interval / at, queue,
+# args, kwargs.
+JOBSITE_SCHEDULES = [
+    {
+        "name": "prune job history",
+        "func": "workers.jobs.maintenance.prune",
+        "cron": "17 3 * * *",
+        "queue": "low",
+        "args": [],
+        "kwargs": {},
+    },
+]
 
 LOGGING = {
     "version": 1,
