@@ -130,6 +130,9 @@ JOBSITE = {
     # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
     "DEAD_JOB_TTL": 90 * 24 * 3600,
     "RECORDER_BATCH": 500,
+    # A worker's recorder waits this long (seconds) after a small batch, so that events
+    # gather into fewer, larger transactions: records lag the truth by about this much.
+    "RECORDER_PAUSE": 0.2,
     # Retention (`manage.py prune_jobs`, run daily by the "prune job history" schedule):
     # ended job records older than this many days are deleted with their errors; dead
     # letters stay until an operator retries or discards them (or --include-dead).
