@@ -19,7 +19,15 @@ from django.utils import timezone
 from rq import Queue
 from rq.worker import Worker, WorkerStatus
 
-from .models import RUNTIME_BUCKET_FIELDS, RUNTIME_BUCKETS, WAITING_STATUSES, JobMetric, JobRecord, JobStatus
+from .models import (
+    RUNTIME_BUCKET_FIELDS,
+    RUNTIME_BUCKETS,
+    WAITING_STATUSES,
+    JobMetric,
+    JobMetricTotal,
+    JobRecord,
+    JobStatus,
+)
 from .tracking import redis_connection
 
 _COUNTERS = ("enqueued", "started", "finished", "failed", "dead", "runtime_total")
@@ -217,11 +225,13 @@ def function_runtime_list(
 ) -> list[FunctionRuntime]:
     """Per queue and function: counts, mean / max / p50 / p95 runtime; slowest p95 first.
 
-    Without ``since``: over every minute the roll-ups keep (see ``metric_prune``).
+    Without ``since``: all-time, from the totals the recorder keeps (JobMetricTotal).
     """
-    qs = JobMetric.objects.all() if since is None else _window(since, until, queue, None)
-    if since is None and queue:
-        qs = qs.filter(queue=queue)
+    qs: QuerySet[JobMetric] | QuerySet[JobMetricTotal]
+    if since is None:
+        qs = JobMetricTotal.objects.filter(queue=queue) if queue else JobMetricTotal.objects.all()
+    else:
+        qs = _window(since, until, queue, None)
     rows = (
         qs.values("queue", "func")
         .annotate(

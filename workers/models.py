@@ -122,12 +122,9 @@ def runtime_bucket(seconds: float) -> int:
     return bisect.bisect_left(RUNTIME_BUCKETS, seconds)
 
 
-class JobMetric(models.Model):
-    """Per-minute roll-up per queue and function; charts and rates read only these."""
+class MetricCounters(models.Model):
+    """What a roll-up counts, for a minute or for all time."""
 
-    minute = models.DateTimeField()
-    queue = models.CharField(max_length=100)
-    func = models.CharField(max_length=255)
     enqueued = models.PositiveIntegerField(default=0)
     started = models.PositiveIntegerField(default=0)
     finished = models.PositiveIntegerField(default=0)
@@ -155,6 +152,17 @@ class JobMetric(models.Model):
     runtime_bucket_15 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 600 s.")
 
     class Meta:
+        abstract = True
+
+
+class JobMetric(MetricCounters):
+    """Per-minute roll-up per queue and function; charts and rates read only these."""
+
+    minute = models.DateTimeField()
+    queue = models.CharField(max_length=100)
+    func = models.CharField(max_length=255)
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(fields=["minute", "queue", "func"], name="jobmetric_one_per_minute"),
         ]
@@ -162,3 +170,17 @@ class JobMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.queue} {self.func}"
+
+
+class JobMetricTotal(MetricCounters):
+    """All-time totals per queue and function, kept by the recorder beside the minutes:
+    /metrics reads these few rows, and pruning old minutes never makes a total go down."""
+
+    queue = models.CharField(max_length=100)
+    func = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "func"], name="jobmetrictotal_one_per_func")]
+
+    def __str__(self) -> str:
+        return f"all time {self.queue} {self.func}"

@@ -25,7 +25,16 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from . import events
-from .models import RUNTIME_BUCKET_FIELDS, STATUS_RANK, JobError, JobMetric, JobRecord, JobStatus, runtime_bucket
+from .models import (
+    RUNTIME_BUCKET_FIELDS,
+    STATUS_RANK,
+    JobError,
+    JobMetric,
+    JobMetricTotal,
+    JobRecord,
+    JobStatus,
+    runtime_bucket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +255,37 @@ def _write_metrics(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
         ignore_conflicts=True,
     )
     for (minute, queue, func), m in metrics.items():
-        JobMetric.objects.filter(minute=minute, queue=queue, func=func).update(
-            enqueued=F("enqueued") + m.enqueued,
-            started=F("started") + m.started,
-            finished=F("finished") + m.finished,
-            failed=F("failed") + m.failed,
-            dead=F("dead") + m.dead,
-            runtime_total=F("runtime_total") + m.runtime_total,
-            runtime_max=Greatest(F("runtime_max"), m.runtime_max),
-            **{name: F(name) + n for name, n in zip(RUNTIME_BUCKET_FIELDS, m.buckets, strict=True) if n},
-        )
+        JobMetric.objects.filter(minute=minute, queue=queue, func=func).update(**_increments(m))
+    _write_totals(metrics)
+
+
+def _increments(m: _Metric) -> dict[str, Any]:
+    return {
+        "enqueued": F("enqueued") + m.enqueued,
+        "started": F("started") + m.started,
+        "finished": F("finished") + m.finished,
+        "failed": F("failed") + m.failed,
+        "dead": F("dead") + m.dead,
+        "runtime_total": F("runtime_total") + m.runtime_total,
+        "runtime_max": Greatest(F("runtime_max"), m.runtime_max),
+        **{name: F(name) + n for name, n in zip(RUNTIME_BUCKET_FIELDS, m.buckets, strict=True) if n},
+    }
+
+
+def _write_totals(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
+    """Add the batch's minutes to the all-time row of each queue and function."""
+    totals: dict[tuple[str, str], _Metric] = defaultdict(_Metric)
+    for (_minute, queue, func), m in metrics.items():
+        t = totals[(queue, func)]
+        t.enqueued, t.started, t.finished = t.enqueued + m.enqueued, t.started + m.started, t.finished + m.finished
+        t.failed, t.dead, t.runtime_total = t.failed + m.failed, t.dead + m.dead, t.runtime_total + m.runtime_total
+        t.runtime_max = max(t.runtime_max, m.runtime_max)
+        t.buckets = [a + b for a, b in zip(t.buckets, m.buckets, strict=True)]
+    JobMetricTotal.objects.bulk_create(
+        [JobMetricTotal(queue=queue, func=func) for (queue, func) in totals], ignore_conflicts=True
+    )
+    for (queue, func), t in totals.items():
+        JobMetricTotal.objects.filter(queue=queue, func=func).update(**_increments(t))
 
 
 class Recorder:

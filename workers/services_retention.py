@@ -1,26 +1,20 @@
-"""Retention: delete old job history in batches, fold old roll-up minutes into totals."""
+"""Retention: delete old job history and old roll-up minutes, in batches."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q, Sum
-from django.db.models.functions import Greatest
+from django.db.models import Q
 from django.utils import timezone
 
-from .models import RUNTIME_BUCKET_FIELDS, JobError, JobMetric, JobRecord, JobStatus
-
-# Roll-up minutes older than the metric retention are added into one row per queue and
-# function at this minute: all-time totals (what /metrics exports) never go down.
-ALL_TIME_MINUTE = datetime(1970, 1, 1, tzinfo=UTC)
+from .models import JobError, JobMetric, JobRecord, JobStatus
 
 _AGE = re.compile(r"^\s*(\d+)\s*([wdhm]?)\s*$")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "": "days"}
-_METRIC_SUMS = ("enqueued", "started", "finished", "failed", "dead", "runtime_total", *RUNTIME_BUCKET_FIELDS)
 
 
 def parse_age(text: str) -> timedelta:
@@ -78,32 +72,14 @@ def job_prune(
         batches += 1
 
 
-def metric_prune(*, older_than: timedelta, now: datetime | None = None, batch_size: int = 2000) -> int:
-    """Fold roll-up minutes older than ``now - older_than`` into the all-time rows; returns
-    how many minute rows were folded."""
+def metric_prune(*, older_than: timedelta, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete roll-up minutes older than ``now - older_than``; returns how many rows went.
+
+    The all-time totals (JobMetricTotal) already hold what those minutes counted.
+    """
     cutoff = (now or timezone.now()) - older_than
-    old = JobMetric.objects.filter(minute__lt=cutoff, minute__gt=ALL_TIME_MINUTE)
-    folded = 0
-    while True:
-        with transaction.atomic():
-            # Lock the rows first: a recorder adding to one of them waits, then finds it gone
-            # and creates it afresh, so nothing counted is lost.
-            ids = list(old.select_for_update().order_by("pk").values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return folded
-            groups = list(
-                JobMetric.objects.filter(pk__in=ids)
-                .values("queue", "func")
-                .annotate(**{name: Sum(name) for name in _METRIC_SUMS}, runtime_max_=Max("runtime_max"))
-                .order_by()
-            )
-            JobMetric.objects.bulk_create(
-                [JobMetric(minute=ALL_TIME_MINUTE, queue=g["queue"], func=g["func"]) for g in groups],
-                ignore_conflicts=True,
-            )
-            for g in groups:
-                JobMetric.objects.filter(minute=ALL_TIME_MINUTE, queue=g["queue"], func=g["func"]).update(
-                    **{name: F(name) + (g[name] or 0) for name in _METRIC_SUMS},
-                    runtime_max=Greatest(F("runtime_max"), g["runtime_max_"] or 0.0),
-                )
-            folded += JobMetric.objects.filter(pk__in=ids).delete()[0]
+    old = JobMetric.objects.filter(minute__lt=cutoff)
+    deleted = 0
+    while ids := list(old.order_by("pk").values_list("pk", flat=True)[:batch_size]):
+        deleted += JobMetric.objects.filter(pk__in=ids).delete()[0]
+    return deleted

@@ -137,8 +137,8 @@ JOBSITE = {
     # ended job records older than this many days are deleted with their errors; dead
     # letters stay until an operator retries or discards them (or --include-dead).
     "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
-    # Per-minute roll-ups older than this are folded into one all-time row per queue and
-    # function, so /metrics totals never go down.
+    # Per-minute roll-ups older than this are deleted; the all-time row per queue and
+    # function the recorder keeps beside them stays, so /metrics totals never go down.
     "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
     "PRUNE_BATCH": 5000,
     # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,

@@ -14,7 +14,6 @@ from workers import enqueue
 from workers.metrics import function_runtime_list
 from workers.models import JobError, JobMetric, JobRecord, JobStatus
 from workers.registry import is_schedulable
-from workers.services_retention import ALL_TIME_MINUTE
 
 
 def _history() -> dict[str, JobRecord]:
@@ -72,24 +71,29 @@ def test_prune_reads_hours_and_rejects_nonsense():
         call_command("prune_jobs", "--older-than", "0d")
 
 
-@pytest.mark.django_db
-def test_old_metric_minutes_fold_into_all_time_totals_that_never_go_down():
-    now = timezone.now().replace(second=0, microsecond=0)
-    for days in (45, 40, 31):
-        JobMetricFactory(minute=now - timedelta(days=days), finished=10, failed=1, runtime_total=5.0, runtime_max=2.0,
-                         runtime_bucket_06=11)  # fmt: skip
-    JobMetricFactory(
-        minute=now - timedelta(days=1), finished=4, runtime_total=1.0, runtime_max=0.4, runtime_bucket_05=4
+@pytest.mark.django_db(transaction=True)
+def test_old_roll_up_minutes_go_and_all_time_totals_stay(run_burst):
+    for n in range(3):
+        enqueue("tests.jobfuncs.add", n, n)
+    enqueue("tests.jobfuncs.fail", "gone", max_attempts=1)
+    run_burst(simple=True)
+    # Make the minutes those jobs ran in 40 days old.
+    JobMetric.objects.update(minute=timezone.now() - timedelta(days=40))
+    JobMetricFactory(func="tests.jobfuncs.add", finished=0)  # this minute: kept
+    before = {(r.func, r.finished, r.failed, r.runs) for r in function_runtime_list()}
+    out = StringIO()
+
+    call_command("prune_jobs", stdout=out)
+
+    assert "deleted 2 roll-up minutes (all-time totals kept)" in out.getvalue()
+    assert before == {("tests.jobfuncs.add", 3, 0, 3), ("tests.jobfuncs.fail", 0, 1, 1)}
+    assert {(r.func, r.finished, r.failed, r.runs) for r in function_runtime_list()} == before
+    assert JobMetric.objects.count() == 1
+    forty_days_ago = timezone.now() - timedelta(days=40)
+    # Those minutes are gone from the windows charts read.
+    assert (
+        function_runtime_list(since=forty_days_ago - timedelta(days=1), until=forty_days_ago + timedelta(days=1)) == []
     )
-    before = function_runtime_list()
-
-    call_command("prune_jobs", stdout=StringIO())
-    call_command("prune_jobs", stdout=StringIO())  # a second run folds nothing twice
-
-    assert function_runtime_list() == before
-    (row,) = before
-    assert (row.finished, row.failed, row.runs, row.runtime_max) == (34, 3, 37, 2.0)
-    assert sorted(JobMetric.objects.values_list("minute", flat=True)) == [ALL_TIME_MINUTE, now - timedelta(days=1)]
 
 
 @pytest.mark.django_db(transaction=True)

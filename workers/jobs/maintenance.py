@@ -12,11 +12,11 @@ from workers.services_retention import job_prune, metric_prune
 
 @schedulable
 def prune(older_than_days: int | None = None, include_dead: bool = False) -> str:
-    """Apply the retention settings: old ended job records go, roll-up minutes are folded."""
+    """Apply the retention settings: old ended job records and roll-up minutes go."""
     days = older_than_days or settings.JOBSITE["RETENTION_DAYS"]
     result = job_prune(older_than=timedelta(days=days), include_dead=include_dead)
-    folded = metric_prune(older_than=timedelta(days=settings.JOBSITE["METRIC_RETENTION_DAYS"]))
+    minutes = metric_prune(older_than=timedelta(days=settings.JOBSITE["METRIC_RETENTION_DAYS"]))
     return (
         f"deleted {result.records} job records and {result.errors} errors older than {days} days "
-        f"in {result.batches} batches; folded {folded} metric minutes"
+        f"in {result.batches} batches; deleted {minutes} roll-up minutes"
     )

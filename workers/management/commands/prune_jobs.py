@@ -14,7 +14,7 @@ class Command(BaseCommand):
     help = (
         "Delete ended job records (finished, canceled, stopped, discarded dead letters) and their errors "
         "older than --older-than, in batches; dead letters are kept unless --include-dead. "
-        "Also folds roll-up minutes older than JOBSITE['METRIC_RETENTION_DAYS'] into all-time totals."
+        "Also deletes roll-up minutes older than JOBSITE['METRIC_RETENTION_DAYS'] (all-time totals stay)."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -37,9 +37,9 @@ class Command(BaseCommand):
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
         result = job_prune(older_than=age, include_dead=options["include_dead"], batch_size=options["batch_size"])
-        folded = metric_prune(older_than=parse_age(f"{settings.JOBSITE['METRIC_RETENTION_DAYS']}d"))
+        minutes = metric_prune(older_than=parse_age(f"{settings.JOBSITE['METRIC_RETENTION_DAYS']}d"))
         kept = "" if options["include_dead"] else " (dead letters kept)"
         self.stdout.write(
             f"deleted {result.records} job records and {result.errors} errors older than {text} "
-            f"in {result.batches} batches{kept}; folded {folded} metric minutes into all-time totals"
+            f"in {result.batches} batches{kept}; deleted {minutes} roll-up minutes (all-time totals kept)"
         )
