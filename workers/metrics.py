@@ -268,7 +268,7 @@ def job_status_counts() -> dict[tuple[str, str], int]:
         JobRecord.objects.filter(status__in=OPEN_STATUSES)
         .exclude(Q(status=JobStatus.DEAD) & Q(discarded_at__isnull=False))
         .values("queue", "status")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))  # COUNT(*): answered from the jobrecord_open index alone
         .order_by()
     )
     return {(row["queue"], row["status"]): row["n"] for row in rows}

@@ -79,6 +79,13 @@ class JobRecord(models.Model):
             models.Index(fields=["status", "-enqueued_at", "-id"], name="jobrecord_status_newest"),
             models.Index(fields=["queue", "-enqueued_at", "-id"], name="jobrecord_queue_newest"),
             models.Index(fields=["func", "-enqueued_at", "-id"], name="jobrecord_func_newest"),
+            # Work in flight and dead letters: few rows however long the history, counted
+            # per queue and status from this index alone (/metrics, dead-letter counts).
+            models.Index(
+                fields=["status", "queue", "discarded_at"],
+                name="jobrecord_open",
+                condition=models.Q(status__in=["queued", "scheduled", "deferred", "started", "retrying", "dead"]),
+            ),
         ]
 
     def __str__(self) -> str:
