@@ -65,7 +65,10 @@ def test_rates_and_chart_series_count_what_finished_and_failed(run_burst):
     assert rates["low"].finished == 1
 
     series = metric_series(since=since, step_minutes=1)
-    assert len(series) in (5, 6)  # one zero-filled point per minute up to now
+    # One zero-filled point per minute, from the window's first minute up to now.
+    assert series[0].minute == since.replace(second=0, microsecond=0)
+    assert all(b.minute - a.minute == timedelta(minutes=1) for a, b in zip(series, series[1:], strict=False))
+    assert series[-1].minute <= timezone.now() < series[-1].minute + timedelta(minutes=1)
     assert sum(p.finished for p in series) == 5
     assert sum(p.dead for p in series) == 1
     assert sum(p.finished for p in metric_series(since=since, queue="low")) == 1
