@@ -24,6 +24,7 @@ import inspect
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -173,8 +174,6 @@ def _article_fields(article_model: type[models.Model]) -> dict[str, Any]:
     for f in article_model._meta.concrete_fields:
         if f.primary_key or f.has_default() or f.null or f.blank:
             continue
-        if isinstance(f, (models.CharField, models.TextField)):
-            values[f.name] = "benchmark article"
-        elif isinstance(f, models.SlugField):
-            values[f.name] = "benchmark-article"
+        if isinstance(f, (models.CharField, models.TextField)):  # a SlugField too; may be unique
+            values[f.name] = f"bench-article-{uuid.uuid4().hex[:12]}"
     return values
