@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import get_current_job
+from rq import Queue, get_current_job
 from rq.job import Job
 
 from . import events
@@ -21,6 +21,24 @@ from .models import JobOrigin
 from .ordering import OrderingError, rate_limit_for
 from .retry import RetryPolicy, policy_for
 from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, TrackedJob
+
+# The queue object (and so one Redis connection pool) and default attempts per queue, per
+# process, rebuilt when settings change: django-rq's get_queue() builds a new Redis client
+# each call, and a new connection for every enqueue cost 5x bare RQ's latency
+# (bench/enqueue.py). redis-py pools are thread-safe and reset themselves in a forked child.
+_PRODUCERS: dict[str, tuple[object, object, Queue, int]] = {}
+_ORIGINS = frozenset(JobOrigin.values)
+
+
+def _producer(queue: str) -> tuple[Queue, int]:
+    import django_rq
+
+    config, jobsite = settings.RQ_QUEUES[queue], settings.JOBSITE
+    cached = _PRODUCERS.get(queue)
+    if cached is None or cached[0] is not config or cached[1] is not jobsite:
+        rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
+        cached = _PRODUCERS[queue] = (config, jobsite, rq_queue, policy_for(queue).max_attempts)
+    return cached[2], cached[3]
 
 
 class EnqueueError(ValueError):
@@ -107,8 +125,6 @@ def job_enqueue(
     ``unique=True`` (with a ``job_id``) enqueues only if no job with that id exists in
     Redis, atomically; otherwise the push raises ``rq.exceptions.DuplicateJobError``.
     """
-    import django_rq
-
     if queue not in settings.RQ_QUEUES:
         raise EnqueueError(f"unknown queue {queue!r}; configured queues: {', '.join(settings.RQ_QUEUES)}")
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
@@ -121,7 +137,7 @@ def job_enqueue(
         raise EnqueueError("at= must be a timezone-aware datetime")
     if delay is not None and delay.total_seconds() < 0:
         raise EnqueueError("delay= must not be negative")
-    if origin not in JobOrigin.values:
+    if origin not in _ORIGINS:
         raise EnqueueError(f"unknown origin {origin!r}")
     if key and (at is not None or delay is not None):
         raise EnqueueError("key= cannot be combined with at= or delay=: it takes its place in line when enqueued")
@@ -132,18 +148,18 @@ def job_enqueue(
     except OrderingError as exc:
         raise EnqueueError(str(exc)) from exc
     target = _resolve(func)
-    policy = retry_policy or policy_for(queue)
+    rq_queue, default_attempts = _producer(queue)
     meta: dict[str, Any] = {
-        META_MAX_ATTEMPTS: max_attempts or policy.max_attempts,
-        META_ORIGIN: origin,
+        META_MAX_ATTEMPTS: max_attempts or (retry_policy.max_attempts if retry_policy else default_attempts),
     }
+    if origin != JobOrigin.EVENT:  # the default: the smaller the meta, the quicker the enqueue
+        meta[META_ORIGIN] = origin
     if retry_policy is not None:
         meta[META_RETRY] = retry_policy.as_meta()
     if key:
         meta[META_KEY] = events.bounded(str(key), 255)
     if parent_job_id:
         meta[META_PARENT] = parent_job_id
-    rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
     job = rq_queue.create_job(
         target,  # type: ignore[type-var]
         args=tuple(args),

@@ -82,7 +82,11 @@ class Companion:
                             self.recorder.claim_stale()
                         next_watchdog = now + watchdog_every
                     if self.record:
-                        self.recorder.step(block_ms=int(min(alive_every, 0.5) * 1000))
+                        applied = self.recorder.step(block_ms=int(min(alive_every, 0.5) * 1000))
+                        if 0 < applied < self.recorder.batch_size:
+                            # Let events gather: one transaction for many jobs takes far less
+                            # from the jobs running beside this thread than one per job.
+                            self._stop.wait(setting("RECORDER_PAUSE", 0.2))
                     else:
                         self._stop.wait(min(alive_every, 0.5))
                     failures = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from django.db import models
 
 
@@ -83,6 +85,13 @@ class JobRecord(models.Model):
                 name="jobrecord_dead_letters",
                 condition=models.Q(status="dead", discarded_at__isnull=True),
             ),
+            # Work in flight and dead letters: few rows however long the history, counted
+            # per queue and status from this index alone (/metrics, dead-letter counts).
+            models.Index(
+                fields=["status", "queue", "discarded_at"],
+                name="jobrecord_open",
+                condition=models.Q(status__in=["queued", "scheduled", "deferred", "started", "retrying", "dead"]),
+            ),
         ]
         # Staff may look at the dashboard; acting on jobs and queues needs this too.
         permissions = [("operate_jobs", "Can retry, cancel and discard jobs, and pause queues and schedules")]
@@ -116,12 +125,21 @@ class JobError(models.Model):
         return f"{self.job.job_id} attempt {self.attempt}: {self.exc_type}"
 
 
-class JobMetric(models.Model):
-    """Per-minute roll-up per queue and function; charts and rates read only these."""
+# Upper bounds (seconds) of the runtime histogram buckets every JobMetric row keeps; a last
+# bucket holds what ran longer. Fixed, so rows from any minute add up; changing them needs a
+# migration (the columns below are one per bucket).
+RUNTIME_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+RUNTIME_BUCKET_FIELDS: tuple[str, ...] = tuple(f"runtime_bucket_{i:02d}" for i in range(len(RUNTIME_BUCKETS) + 1))
 
-    minute = models.DateTimeField()
-    queue = models.CharField(max_length=100)
-    func = models.CharField(max_length=255)
+
+def runtime_bucket(seconds: float) -> int:
+    """Index of the histogram bucket ``seconds`` falls in (upper bounds are inclusive)."""
+    return bisect.bisect_left(RUNTIME_BUCKETS, seconds)
+
+
+class MetricCounters(models.Model):
+    """What a roll-up counts, for a minute or for all time."""
+
     enqueued = models.PositiveIntegerField(default=0)
     started = models.PositiveIntegerField(default=0)
     finished = models.PositiveIntegerField(default=0)
@@ -129,6 +147,35 @@ class JobMetric(models.Model):
     dead = models.PositiveIntegerField(default=0)
     runtime_total = models.FloatField(default=0.0)
     runtime_max = models.FloatField(default=0.0)
+    # Runtime histogram of the attempts that ended this minute (finished or failed), one
+    # column per bucket of RUNTIME_BUCKETS: p50 / p95 come from these, not from the history.
+    runtime_bucket_00 = models.PositiveIntegerField(default=0, help_text="Attempts that ran ≤ 0.01 s.")
+    runtime_bucket_01 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.01 s, ≤ 0.025 s.")
+    runtime_bucket_02 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.025 s, ≤ 0.05 s.")
+    runtime_bucket_03 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.05 s, ≤ 0.1 s.")
+    runtime_bucket_04 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.1 s, ≤ 0.25 s.")
+    runtime_bucket_05 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.25 s, ≤ 0.5 s.")
+    runtime_bucket_06 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 0.5 s, ≤ 1 s.")
+    runtime_bucket_07 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 1 s, ≤ 2.5 s.")
+    runtime_bucket_08 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 2.5 s, ≤ 5 s.")
+    runtime_bucket_09 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 5 s, ≤ 10 s.")
+    runtime_bucket_10 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 10 s, ≤ 30 s.")
+    runtime_bucket_11 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 30 s, ≤ 60 s.")
+    runtime_bucket_12 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 60 s, ≤ 120 s.")
+    runtime_bucket_13 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 120 s, ≤ 300 s.")
+    runtime_bucket_14 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 300 s, ≤ 600 s.")
+    runtime_bucket_15 = models.PositiveIntegerField(default=0, help_text="Attempts that ran > 600 s.")
+
+    class Meta:
+        abstract = True
+
+
+class JobMetric(MetricCounters):
+    """Per-minute roll-up per queue and function; charts and rates read only these."""
+
+    minute = models.DateTimeField()
+    queue = models.CharField(max_length=100)
+    func = models.CharField(max_length=255)
 
     class Meta:
         constraints = [
@@ -239,3 +286,17 @@ class JobLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.attempt}.{self.seq} {self.level}: {self.message[:60]}"
+
+
+class JobMetricTotal(MetricCounters):
+    """All-time totals per queue and function, kept by the recorder beside the minutes:
+    /metrics reads these few rows, and pruning old minutes never makes a total go down."""
+
+    queue = models.CharField(max_length=100)
+    func = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "func"], name="jobmetrictotal_one_per_func")]
+
+    def __str__(self) -> str:
+        return f"all time {self.queue} {self.func}"

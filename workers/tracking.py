@@ -96,18 +96,20 @@ class TrackedJob(Job):
             func, args, kwargs = self.func_name, self.args, self.kwargs
         except Exception as exc:  # undeserializable payload: still record the job
             func, args, kwargs = f"<undeserializable: {type(exc).__name__}>", (), {}
-        return {
+        described = {
             "q": self.origin,
             "f": events.bounded(str(func), 255),
             "args": events.safe_repr(tuple(args)),
             "kwargs": events.safe_repr(dict(kwargs)),
-            "key": self.meta.get(META_KEY) or "",
-            "origin": self.meta.get(META_ORIGIN) or "event",
-            "parent": self.meta.get(META_PARENT) or "",
+            "key": self.meta.get(META_KEY),
+            "origin": self.meta.get(META_ORIGIN),
+            "parent": self.meta.get(META_PARENT),
             "max": self.meta.get(META_MAX_ATTEMPTS),
             "enq": _epoch(self.enqueued_at or self.created_at),
             "timeout": self.timeout,
         }
+        # Empty values say nothing the recorder does not assume: a smaller event to send.
+        return {name: value for name, value in described.items() if value is not None and value != ""}
 
     def set_status(self, status: RQStatus, pipeline: Any = None) -> None:
         super().set_status(status, pipeline=pipeline)

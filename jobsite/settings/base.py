@@ -190,6 +190,20 @@ JOBSITE = {
     # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
     # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
     "MAINTENANCE_INTERVAL": 30,
+    # A worker's recorder waits this long (seconds) after a small batch, so that events
+    # gather into fewer, larger transactions: records lag the truth by about this much.
+    "RECORDER_PAUSE": 0.2,
+    # Retention (`manage.py prune_jobs`, run daily by the "prune job history" schedule):
+    # ended job records older than this many days are deleted with their errors; dead
+    # letters stay until an operator retries or discards them (or --include-dead).
+    "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
+    # Per-minute roll-ups older than this are deleted; the all-time row per queue and
+    # function the recorder keeps beside them stays, so /metrics totals never go down.
+    "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
+    "PRUNE_BATCH": 5000,
+    # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
+    # only requests from this machine (loopback) are answered.
+    "METRICS_TOKEN": os.environ.get("JOBSITE_METRICS_TOKEN", ""),
 }
 
 # --- alerts ---------------------------------------------------------------------------
@@ -231,6 +245,9 @@ JOBSITE_SCHEDULES = [
      "cron": "0 8 * * 1", "queue": "default", "catch_up": "once"},
     {"name": "ETL: load new orders", "func": "examples.jobs.etl.etl_run_start",
      "interval": 120, "queue": "default", "catch_up": "skip"},
+    # Retention: prune old job history every night (JOBSITE RETENTION_DAYS).
+    {"name": "prune job history", "func": "workers.jobs.maintenance.prune", "cron": "17 3 * * *", "queue": "low",
+     "catch_up": "once"},
     # Alert rules (JOBSITE_ALERTS) are evaluated every minute.
     {"name": "check-alerts", "func": "alerts.jobs.alerts_check", "interval": 60, "queue": "high", "catch_up": "skip"},
 ]  # fmt: skip

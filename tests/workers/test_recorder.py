@@ -81,3 +81,17 @@ def test_an_event_the_recorder_cannot_apply_is_set_aside_and_the_rest_applied(re
     assert redis_conn.llen(POISON_KEY) == 1
     assert b"no-such-status" in redis_conn.lindex(POISON_KEY, 0)
     assert redis_conn.xlen(events.STREAM_KEY) == 0
+
+
+def test_a_recorder_makes_its_group_again_when_redis_lost_it(redis_conn):
+    from workers import events
+    from workers.recorder import Recorder
+
+    recorder = Recorder(redis_conn, name="t")
+    assert recorder.step() == 0  # the group exists now
+    redis_conn.flushdb()  # a Redis restart without persistence
+    t = time.time()
+    events.append(redis_conn, _event("queued", 1, t, enq=t))
+
+    assert recorder.step() == 1
+    assert JobRecord.objects.get(job_id="job-1").status == JobStatus.QUEUED

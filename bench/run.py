@@ -1,0 +1,91 @@
+"""Run the benchmarks, print one table of ratios, write bench/results.json.
+
+``python -m bench.run [enqueue throughput ordering pageviews pages]`` (default: all).
+scripts/bench.sh sets up what this expects: REDIS_URL pointing at a redis-server of its
+own and DATABASE_URL at a fresh PostgreSQL database, both emptied freely here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsite.settings.base")
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from redis import Redis  # noqa: E402
+
+from .common import Result, log  # noqa: E402
+
+# Quick ones first, the million-row load last.
+ITEMS = {
+    "enqueue": ("enqueue latency", "<= 1.3"),
+    "throughput": ("throughput", ">= 0.90"),
+    "ordering": ("ordered/unordered throughput", ">= 0.8"),
+    "pageviews": ("page views Redis/direct UPDATE", ">= 20"),
+    "pages": ("dashboard server time 1M/10k", "<= 1.5"),
+}
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _run_item(name: str, connection: Redis) -> list[Result]:
+    label, target = ITEMS[name]
+    started = time.monotonic()
+    log(f"== {name}")
+    try:
+        results = importlib.import_module(f"bench.{name}").run(connection)
+    except Exception as exc:
+        traceback.print_exc()
+        results = [Result(name=label, ratio=None, target=target, note=f"error: {type(exc).__name__}: {exc}")]
+    for result in results:
+        result.detail.setdefault("seconds", round(time.monotonic() - started, 1))
+    return results
+
+
+def table(results: list[Result]) -> str:
+    rows = [("benchmark", "ratio", "target", "meets", "detail")]
+    for r in results:
+        meets = {True: "yes", False: "NO", None: "-"}[r.meets]
+        rows.append((r.name, "-" if r.ratio is None else f"{r.ratio:.2f}", r.target, meets, r.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append(" | ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)))
+        if n == 0:
+            lines.append("-+-".join("-" * w for w in widths) + "-+-" + "-" * 20)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(ITEMS)
+    unknown = [n for n in names if n not in ITEMS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ITEMS)}", file=sys.stderr)
+        return 2
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        print("the benchmarks need PostgreSQL: run them with `make bench`", file=sys.stderr)
+        return 2
+    call_command("migrate", verbosity=0)
+    connection = Redis.from_url(settings.REDIS_URL)
+    started = time.monotonic()
+    results: list[Result] = []
+    for name in names:
+        results.extend(_run_item(name, connection))
+    RESULTS.write_text(json.dumps([r.as_json() for r in results], indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\n{len(results)} results in {time.monotonic() - started:.0f} s; written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""``/metrics``: Prometheus text format, built at scrape time from selectors.
+
+Names follow django-rq's collector where it has one (``rq_jobs``, ``rq_workers``) and
+Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).
+
+Access: with ``JOBSITE["METRICS_TOKEN"]`` set (env ``JOBSITE_METRICS_TOKEN``) a scraper
+sends ``Authorization: Bearer <token>``; without one, only requests from the machine
+itself (loopback) are answered.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from ipaddress import ip_address
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from workers import metrics
+from workers.models import RUNTIME_BUCKETS, JobStatus
+
+
+class JobsiteCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        rq_jobs = GaugeMetricFamily("rq_jobs", "RQ jobs by queue and registry, from Redis", labels=["queue", "status"])
+        for queue in metrics.queue_live_list():
+            for status in ("queued", "started", "scheduled", "deferred", "failed", "finished"):
+                rq_jobs.add_metric([queue.name, status], getattr(queue, status))
+        yield rq_jobs
+
+        workers = metrics.worker_live_list()
+        rq_workers = GaugeMetricFamily("rq_workers", "RQ workers", labels=["name", "state", "queues"])
+        by_state = {"busy": 0, "idle": 0, "suspended": 0}
+        for worker in workers:
+            rq_workers.add_metric([worker.name, worker.state, ",".join(worker.queues)], 1)
+            by_state[worker.state] = by_state.get(worker.state, 0) + 1
+        yield rq_workers
+        jobsite_workers = GaugeMetricFamily("jobsite_workers", "Workers by state", labels=["state"])
+        for state, count in by_state.items():
+            jobsite_workers.add_metric([state], count)
+        yield jobsite_workers
+
+        counts = metrics.job_status_counts()
+        jobsite_jobs = GaugeMetricFamily(
+            "jobsite_jobs", "Recorded jobs in flight and dead letters, by queue and status", labels=["queue", "status"]
+        )
+        for queue_name in sorted({q for q, _ in counts} | set(settings.JOBSITE_QUEUES)):
+            for status in metrics.OPEN_STATUSES:
+                jobsite_jobs.add_metric([queue_name, status], counts.get((queue_name, status), 0))
+        yield jobsite_jobs
+        yield GaugeMetricFamily(
+            "jobsite_dead_letters",
+            "Dead letters waiting for an operator (not discarded)",
+            value=sum(n for (_, status), n in counts.items() if status == JobStatus.DEAD),
+        )
+
+        table = metrics.function_runtime_list()
+        labels = ["queue", "func"]
+        totals = {
+            name: CounterMetricFamily(f"jobsite_jobs_{name}", help_text, labels=labels)
+            for name, help_text in (
+                ("enqueued", "Jobs first seen, by queue and function"),
+                ("finished", "Jobs that finished, by queue and function"),
+                ("failed", "Failed attempts (retried or not), by queue and function"),
+                ("dead", "Jobs dead-lettered after their last attempt, by queue and function"),
+            )
+        }
+        runtime = HistogramMetricFamily(
+            "jobsite_task_runtime_seconds", "Runtime of attempts that ended, by queue and function", labels=labels
+        )
+        for row in sorted(table, key=lambda r: (r.queue, r.func)):
+            for name, family in totals.items():
+                family.add_metric([row.queue, row.func], getattr(row, name))
+            cumulative, buckets = 0, []
+            for bound, count in zip([*RUNTIME_BUCKETS, float("inf")], row.buckets, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+            runtime.add_metric([row.queue, row.func], buckets=buckets, sum_value=row.runtime_total)
+        yield from totals.values()
+        yield runtime
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.JOBSITE.get("METRICS_TOKEN") or ""
+    if token:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    try:
+        return ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse("metrics need a bearer token or a request from this machine\n", status=403)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobsiteCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

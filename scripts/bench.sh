@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make bench`: side-by-side benchmarks on a redis-server of their own and a PostgreSQL
+# database of their own (jobsite_bench on 127.0.0.1:5432, dropped and created afresh).
+# Prints one table of ratios and writes bench/results.json. Arguments pick benchmarks:
+#   ./scripts/bench.sh enqueue throughput
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+./scripts/system-packages.sh
+
+PG_URL="${JOBSITE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+DB_NAME=jobsite_bench
+$PY - "$PG_URL" "$DB_NAME" <<'PYEOF'
+import sys, psycopg
+url, name = sys.argv[1], sys.argv[2]
+try:
+    conn = psycopg.connect(url + "/postgres", autocommit=True, connect_timeout=5)
+except Exception as exc:
+    sys.exit(f"make bench needs PostgreSQL on {url}: {exc}")
+with conn:
+    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.execute(f'CREATE DATABASE "{name}"')
+PYEOF
+
+port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+workdir=$(mktemp -d -t jobsite-bench-XXXXXX)
+redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$workdir" \
+  --logfile "$workdir/redis.log" &
+redis_pid=$!
+cleanup() {
+  kill "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT INT TERM
+for _ in $(seq 100); do
+  $PY -c "import redis; redis.Redis(port=$port).ping()" 2>/dev/null && break
+  sleep 0.1
+done
+
+export REDIS_URL="redis://127.0.0.1:$port/0"
+export DATABASE_URL="$PG_URL/$DB_NAME"
+export DJANGO_SETTINGS_MODULE=jobsite.settings.base
+export DJANGO_DEBUG=0
+export DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver"
+export DJANGO_LOG_LEVEL=WARNING
+export PYTHONUNBUFFERED=1
+$PY -m bench.run "$@"

@@ -1,0 +1,45 @@
+"""Delete old job history: `manage.py prune_jobs --older-than 30d`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from workers.services_retention import job_prune, metric_prune, parse_age
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete ended job records (finished, canceled, stopped, discarded dead letters) and their errors "
+        "older than --older-than, in batches; dead letters are kept unless --include-dead. "
+        "Also deletes roll-up minutes older than JOBSITE['METRIC_RETENTION_DAYS'] (all-time totals stay)."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--older-than",
+            default=None,
+            help="Age like 30d, 12h, 2w (default: JOBSITE['RETENTION_DAYS'] days).",
+        )
+        parser.add_argument("--include-dead", action="store_true", help="Delete old dead letters too.")
+        parser.add_argument("--batch-size", type=int, default=None, help="Rows per delete (default PRUNE_BATCH).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        text = options["older_than"] or f"{settings.JOBSITE['RETENTION_DAYS']}d"
+        try:
+            age = parse_age(text)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if age.total_seconds() <= 0:
+            raise CommandError("--older-than must be more than zero")
+        if options["batch_size"] is not None and options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        result = job_prune(older_than=age, include_dead=options["include_dead"], batch_size=options["batch_size"])
+        minutes = metric_prune(older_than=parse_age(f"{settings.JOBSITE['METRIC_RETENTION_DAYS']}d"))
+        kept = "" if options["include_dead"] else " (dead letters kept)"
+        self.stdout.write(
+            f"deleted {result.records} job records and {result.errors} errors older than {text} "
+            f"in {result.batches} batches{kept}; deleted {minutes} roll-up minutes (all-time totals kept)"
+        )

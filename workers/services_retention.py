@@ -1,0 +1,85 @@
+"""Retention: delete old job history and old roll-up minutes, in batches."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import JobError, JobMetric, JobRecord, JobStatus
+
+_AGE = re.compile(r"^\s*(\d+)\s*([wdhm]?)\s*$")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "": "days"}
+
+
+def parse_age(text: str) -> timedelta:
+    """'30d', '12h', '2w', '90m' or a bare number of days -> timedelta."""
+    match = _AGE.match(text or "")
+    if not match:
+        raise ValueError(f"give an age like 30d, 12h, 2w or 90m, not {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    records: int
+    errors: int
+    batches: int
+
+
+def _prunable(*, cutoff: datetime, include_dead: bool) -> Q:
+    ended = [JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED]
+    if include_dead:
+        ended.append(JobStatus.DEAD)
+    # A dead letter an operator discarded is history like any ended job.
+    discarded = Q(status=JobStatus.DEAD, discarded_at__lt=cutoff)
+    return Q(status__in=ended, ended_at__lt=cutoff) | discarded
+
+
+def job_prune(
+    *,
+    older_than: timedelta,
+    include_dead: bool = False,
+    batch_size: int | None = None,
+    now: datetime | None = None,
+) -> PruneResult:
+    """Delete ended job records (and their errors) that ended before ``now - older_than``.
+
+    Dead letters are kept unless ``include_dead``; waiting and running jobs always are.
+    Each batch is its own short transaction, walked in primary-key order, so a prune of
+    millions of rows never holds long locks and resumes cheaply.
+    """
+    if older_than <= timedelta(0):
+        raise ValueError("older_than must be positive")
+    size = batch_size or settings.JOBSITE["PRUNE_BATCH"]
+    cutoff = (now or timezone.now()) - older_than
+    prunable = JobRecord.objects.filter(_prunable(cutoff=cutoff, include_dead=include_dead))
+    records = errors = batches = 0
+    last_pk = 0
+    while True:
+        ids = list(prunable.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            return PruneResult(records=records, errors=errors, batches=batches)
+        last_pk = ids[-1]
+        with transaction.atomic():
+            errors += JobError.objects.filter(job_id__in=ids).delete()[0]
+            records += JobRecord.objects.filter(pk__in=ids).delete()[0]
+        batches += 1
+
+
+def metric_prune(*, older_than: timedelta, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete roll-up minutes older than ``now - older_than``; returns how many rows went.
+
+    The all-time totals (JobMetricTotal) already hold what those minutes counted.
+    """
+    cutoff = (now or timezone.now()) - older_than
+    old = JobMetric.objects.filter(minute__lt=cutoff)
+    deleted = 0
+    while ids := list(old.order_by("pk").values_list("pk", flat=True)[:batch_size]):
+        deleted += JobMetric.objects.filter(pk__in=ids).delete()[0]
+    return deleted
