@@ -26,19 +26,23 @@ from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, MET
 # process, rebuilt when settings change: django-rq's get_queue() builds a new Redis client
 # each call, and a new connection for every enqueue cost 5x bare RQ's latency
 # (bench/enqueue.py). redis-py pools are thread-safe and reset themselves in a forked child.
-_PRODUCERS: dict[str, tuple[object, object, Queue, int]] = {}
+_PRODUCERS: dict[str, tuple[Any, Queue, int]] = {}
 _ORIGINS = frozenset(JobOrigin.values)
 
 
 def _producer(queue: str) -> tuple[Queue, int]:
     import django_rq
 
-    config, jobsite = settings.RQ_QUEUES[queue], settings.JOBSITE
+    # Keyed by the settings' values, not their identity: a queue's config edited in place
+    # (a new Redis URL, another serializer) must give a new producer.
+    config = tuple(sorted((key, repr(value)) for key, value in settings.RQ_QUEUES[queue].items()))
+    jobsite = (id(settings.JOBSITE), repr(setting("RETRY")), repr(setting("QUEUE_RETRY", {})))
+    state = (config, jobsite, getattr(settings, "JOBSITE_SERIALIZER", None))
     cached = _PRODUCERS.get(queue)
-    if cached is None or cached[0] is not config or cached[1] is not jobsite:
+    if cached is None or cached[0] != state:
         rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
-        cached = _PRODUCERS[queue] = (config, jobsite, rq_queue, policy_for(queue).max_attempts)
-    return cached[2], cached[3]
+        cached = _PRODUCERS[queue] = (state, rq_queue, policy_for(queue).max_attempts)
+    return cached[1], cached[2]
 
 
 class EnqueueError(ValueError):
