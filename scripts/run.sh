@@ -24,7 +24,9 @@ $PY manage.py ensure_demo_user
 
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
+  # Finish stopping even when the terminal goes away or Ctrl-C is pressed again.
+  trap - TERM EXIT
+  trap '' INT HUP
   echo; echo "stopping jobsite..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
