@@ -75,7 +75,13 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
     wait = older_than if older_than is not None else 2 * setting("WORKER_ALIVE_TTL")
     cutoff = timezone.now() - timedelta(seconds=wait)
     candidates = list(
-        JobRecord.objects.filter(status=JobStatus.QUEUED)
+        # Queued records, and retries or scheduled runs that fell due a while ago: RQ's
+        # scheduler moves those to their queue without telling the tracking (it uses
+        # plain RQ jobs), so their record still says retrying/scheduled when they are lost.
+        JobRecord.objects.filter(
+            Q(status=JobStatus.QUEUED)
+            | Q(status__in=[JobStatus.RETRYING, JobStatus.SCHEDULED], scheduled_for__lt=cutoff)
+        )
         .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
         .filter(status_changed_at__lt=cutoff)
         .order_by("enqueued_at")

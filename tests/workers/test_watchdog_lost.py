@@ -38,3 +38,31 @@ def test_jobs_waiting_in_their_queue_are_left_alone(redis_conn):
         assert lost_jobs_requeue(redis_conn, older_than=0) == 0
 
     assert [i.decode() for i in redis_conn.lrange("rq:queue:default", 0, -1)] == [j.id for j in jobs]
+
+
+def test_a_retry_popped_by_a_dying_worker_is_put_back_too(redis_conn, run_burst):
+    import time
+
+    from rq.scheduler import RQScheduler
+
+    from workers.tracking import TrackedQueue
+
+    job = enqueue("tests.jobfuncs.flaky", "lost-retry", 1, max_attempts=2)
+    run_burst()
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.RETRYING
+    time.sleep(1.5)  # the retry's backoff (test settings: well under a second) falls due
+    # RQ's scheduler moves it to its queue (as plain RQ: no tracking event), then a worker
+    # pops it and is SIGKILLed before starting it.
+    scheduler = RQScheduler([TrackedQueue("default", connection=redis_conn)], connection=redis_conn)
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    scheduler.release_locks()
+    assert redis_conn.lpop("rq:queue:default") == job.id.encode()
+    assert JobRecord.objects.get(job_id=job.id).status == JobStatus.RETRYING
+
+    assert lost_jobs_requeue(redis_conn, older_than=0) == 0  # first sighting: only noted
+    assert lost_jobs_requeue(redis_conn, older_than=0) == 1  # still nowhere: put back
+
+    run_burst()
+    record = JobRecord.objects.get(job_id=job.id)
+    assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 2, "'ok after 2 calls'")
