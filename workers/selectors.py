@@ -93,7 +93,14 @@ def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50) 
     return Page(items=rows[:limit], next_cursor=next_cursor)
 
 
+def job_id_is_valid(job_id: object) -> bool:
+    """Could this be a job id at all? (PostgreSQL refuses NUL in text: never ask it.)"""
+    return isinstance(job_id, str) and 0 < len(job_id) <= 128 and "\x00" not in job_id
+
+
 def job_get(*, job_id: str) -> JobRecord | None:
+    if not job_id_is_valid(job_id):
+        return None
     return JobRecord.objects.filter(job_id=job_id).first()
 
 

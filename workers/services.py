@@ -13,6 +13,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from .models import RETRYABLE_STATUSES, WAITING_STATUSES, JobOrigin, JobRecord, JobStatus
 from .pausing import PAUSED_KEY
+from .selectors import job_id_is_valid
 from .tracking import META_ORIGIN, TrackedJob, TrackedQueue, redis_connection
 
 # Bulk actions act on at most this many jobs per request; the answer says how many remain.
@@ -36,7 +37,7 @@ class QueueNotFound(JobActionError):
 
 
 def _locked_record(job_id: str) -> JobRecord:
-    if not isinstance(job_id, str) or not job_id or len(job_id) > 128:
+    if not job_id_is_valid(job_id):
         raise JobNotFound(f"no job with id {str(job_id)[:140]!r}")
     record = JobRecord.objects.select_for_update().filter(job_id=job_id).first()
     if record is None:

@@ -78,7 +78,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "jobsite.wsgi.application"
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Persistent connections are checked before reuse: after a database restart the first
+# request gets a new connection instead of an error.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database host that does not answer fails fast: a worker's recorder retries later
     # instead of hanging (and holding up the worker's next fork) on a dead connection.
