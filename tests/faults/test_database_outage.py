@@ -85,3 +85,13 @@ def test_a_job_finishing_during_a_database_outage_is_recorded_afterwards(start_w
     record = wait_for(lambda: JobRecord.objects.filter(job_id=after.id, status=JobStatus.FINISHED).first(), timeout=60)
     assert record.result_repr == "42"
     assert worker.process.poll() is None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections_afterwards():
+    """The outage kills connections other threads keep (the live server's): close them all
+    so the tests that follow start with new ones."""
+    yield
+    from django.db import connections
+
+    connections.close_all()
