@@ -19,6 +19,7 @@ from workers.recorder import drain
 from workers.tracking import TrackingSimpleWorker, TrackingWorker
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKER_APPNAME = "jobsite-test-worker"  # application_name of a started worker's PostgreSQL sessions
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,25 @@ def run_burst(transactional_db: None) -> Callable[..., None]:
         drain()
 
     return run
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids of a process's children (a worker's work horse and scheduler), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent (or init) to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def database_url() -> str:
@@ -103,6 +123,8 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
             "DATABASE_URL": database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "PYTHONUNBUFFERED": "1",
+            # libpq names the worker's database sessions, so a test can tell them apart.
+            "PGAPPNAME": f"{WORKER_APPNAME}:{name}",
         }
         log = tmp_path / f"{name}.log"
         args = [sys.executable, "manage.py", "rqworker", "--name", name, *(["--simple"] if simple else []), *extra]

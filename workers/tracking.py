@@ -290,7 +290,7 @@ class _TrackingMixin:
     ) -> None:
         # As RQ's, but the scheduler is named after its worker, so that the watchdog can
         # release the scheduler lock of a dead worker at once instead of after its TTL.
-        self.scheduler = RQScheduler(
+        self.scheduler = WorkerScheduler(
             self.queues,  # type: ignore[attr-defined]
             connection=self.connection,  # type: ignore[attr-defined]
             logging_level=logging_level if logging_level is not None else self.log.level,  # type: ignore[attr-defined]
@@ -444,6 +444,28 @@ class _TrackingMixin:
             return super().work(burst=burst, **kwargs)  # type: ignore[misc]
         finally:
             companion.stop(drain=burst)
+
+
+class WorkerScheduler(RQScheduler):
+    """RQ's scheduler process, which also ends when the worker that started it is gone.
+
+    RQ forks it from the worker and never looks back: a worker killed with SIGKILL left its
+    scheduler running as an orphan, re-taking the queues' scheduler locks and moving due
+    jobs for good, with no worker to stop it.
+    """
+
+    _worker_pid: int | None = None
+
+    def start(self) -> Any:
+        self._worker_pid = os.getpid()  # the fork below is our child
+        return super().start()
+
+    def enqueue_scheduled_jobs(self) -> None:
+        if self._worker_pid is not None and os.getppid() != self._worker_pid:
+            log.warning("scheduler %s: its worker (pid %s) is gone; stopping", self.name, self._worker_pid)
+            self._stop_requested = True  # RQ's loop stops and releases the locks next round
+            return
+        super().enqueue_scheduled_jobs()
 
 
 class TrackingWorker(_TrackingMixin, Worker):  # type: ignore[misc]

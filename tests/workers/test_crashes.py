@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import child_pids, process_alive, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 
@@ -75,3 +75,16 @@ def test_job_of_killed_worker_is_retried_on_a_live_one(start_worker, redis_conn)
     assert record.attempts == 2
     assert record.result_repr == "'second attempt ok'"
     assert [(e.attempt, e.exc_type, e.worker) for e in record.errors.all()] == [(1, "WorkerDied", "doomed-2")]
+
+
+def test_a_worker_killed_whole_takes_its_scheduler_process_with_it(start_worker, redis_conn):
+    # RQ forks the scheduler from the worker; as an orphan it would go on moving due jobs
+    # and re-taking the queues' scheduler locks for good.
+    worker = start_worker(name="orphaning-worker")
+    (scheduler,) = wait_for(lambda: child_pids(worker.pid), timeout=30)  # idle: no horse
+    wait_for(lambda: redis_conn.get("rq:scheduler-lock:default") == b"orphaning-worker", timeout=30)
+
+    worker.kill()
+
+    wait_for(lambda: not process_alive(scheduler), timeout=10)
+    assert b"orphaning-worker" not in {redis_conn.get(f"rq:scheduler-lock:{q}") for q in ("high", "default", "low")}
