@@ -1,7 +1,10 @@
 """The database goes away while a job runs: its outcome is not lost, the worker goes on.
 
-PostgreSQL only: the test kills the server connections of its own test database (and
-refuses new ones for a while) with pg_terminate_backend, which SQLite has no notion of.
+PostgreSQL only: the test kills the worker's server connections (and refuses new ones to
+its test database for a while) with pg_terminate_backend, which SQLite has no notion of.
+Only the worker's sessions are cut, told apart by their application_name: this test
+process's own connections (its threads', too) are not the system under test, and a killed
+one would fail whichever later test used it next.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from tests.conftest import wait_for
+from tests.conftest import WORKER_APPNAME, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 
@@ -28,20 +31,17 @@ def outage():
     if s.get("PASSWORD"):
         admin_dsn += f" password={s['PASSWORD']}"
     name = s["NAME"]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (own_pid,) = cursor.fetchone()
     admin = psycopg.connect(admin_dsn, autocommit=True)
 
     def begin() -> int:
-        """Refuse new connections to the test database and kill the others (not ours)."""
+        """Refuse new connections to the test database and kill the workers' ones."""
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         return kill()
 
     def kill() -> int:
         rows = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s AND pid <> %s",
-            [name, own_pid, admin.info.backend_pid],
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
+            [name, f"{WORKER_APPNAME}:%"],
         ).fetchall()
         return len(rows)
 
@@ -85,13 +85,3 @@ def test_a_job_finishing_during_a_database_outage_is_recorded_afterwards(start_w
     record = wait_for(lambda: JobRecord.objects.filter(job_id=after.id, status=JobStatus.FINISHED).first(), timeout=60)
     assert record.result_repr == "42"
     assert worker.process.poll() is None
-
-
-@pytest.fixture(autouse=True)
-def _fresh_connections_afterwards():
-    """The outage kills connections other threads keep (the live server's): close them all
-    so the tests that follow start with new ones."""
-    yield
-    from django.db import connections
-
-    connections.close_all()
