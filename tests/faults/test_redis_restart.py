@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connections
 from redis import Redis
 
 from tests.conftest import wait_for
@@ -79,6 +80,10 @@ def _returns_within(seconds: float, call) -> object:
             outcome["value"] = call()
         except Exception as exc:
             outcome["error"] = exc
+        finally:
+            # The test client leaves connections open (Django's test handler skips the
+            # request_finished close): one left in this thread would outlive the run.
+            connections.close_all()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
