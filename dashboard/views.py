@@ -60,14 +60,11 @@ def _answer(
 @require_GET
 @viewer_required
 def overview(request: HtmxHttpRequest) -> HttpResponse:
+    overview = selectors.overview_get()
     context = {
-        "overview": selectors.overview_get(),
-        "hour_chart": throughput_chart(
-            selectors.throughput_series_get(window="hour"), title="Last hour, per minute", fmt="%H:%M"
-        ),
-        "day_chart": throughput_chart(
-            selectors.throughput_series_get(window="day"), title="Last 24 hours, per hour", fmt="%H:00"
-        ),
+        "overview": overview,
+        "hour_chart": throughput_chart(overview.hour.series, title="Last hour, per minute", fmt="%H:%M"),
+        "day_chart": throughput_chart(overview.day.series, title="Last 24 hours, per hour", fmt="%H:00"),
     }
     return render(request, _partial(request, "dashboard/overview.html", "panels"), context)
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from django.conf import settings
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 from rq.queue import Queue
 from rq.suspension import is_suspended
@@ -311,23 +312,91 @@ def failure_rate(failed: int, finished: int) -> float | None:
 
 
 @dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    finished: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    @property
+    def failure_rate(self) -> float | None:
+        return failure_rate(self.failed, self.finished)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One window of the roll-ups: the chart's buckets and each queue's (finished, failed)."""
+
+    series: list[Bucket]
+    by_queue: dict[str, tuple[int, int]]
+
+
+def rollup_get(*, window: Literal["hour", "day"] = "hour", queue: str = "", now: datetime | None = None) -> Rollup:
+    """The last hour per minute, or the last 24 hours per hour, in one query on the roll-ups.
+
+    The series runs oldest bucket first with empty buckets included; the per-queue sums
+    cover the whole window to the second (the last 60 minutes, the last 24 hours). The
+    database sums per bucket and queue, so a day is 24 rows a queue, not 1,440.
+    """
+    step = timedelta(minutes=1) if window == "hour" else timedelta(hours=1)
+    count = 60 if window == "hour" else 24
+    now_ = (now or timezone.now()).astimezone(UTC)
+    last = now_.replace(second=0, microsecond=0)
+    if window == "day":
+        last = last.replace(minute=0)
+    first = last - step * (count - 1)  # never before `since`: the series is inside the window
+    since = now_ - step * count
+    qs = JobMetric.objects.filter(minute__gte=since)
+    if queue:
+        qs = qs.filter(queue=queue)
+    rows = (
+        qs.annotate(bucket=F("minute") if window == "hour" else TruncHour("minute", tzinfo=UTC))
+        .values("bucket", "queue")
+        .annotate(finished=Sum("finished"), failed=Sum("failed"), dead=Sum("dead"))
+    )
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_queue: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        finished, failed, dead = row["finished"] or 0, row["failed"] or 0, row["dead"] or 0
+        per_queue = by_queue[row["queue"]]
+        per_queue[0] += finished
+        per_queue[1] += failed
+        index = int((row["bucket"] - first) // step)
+        if 0 <= index < count:
+            acc = sums[index]
+            acc[0] += finished
+            acc[1] += failed
+            acc[2] += dead
+    series = [Bucket(first + step * i, *sums[i]) if i in sums else Bucket(first + step * i) for i in range(count)]
+    return Rollup(series=series, by_queue={name: (f, x) for name, (f, x) in by_queue.items()})
+
+
+def throughput_series_get(
+    *, window: Literal["hour", "day"] = "hour", queue: str = "", now: datetime | None = None
+) -> list[Bucket]:
+    """Finished and failed per bucket from the roll-ups: the last hour per minute, or the
+    last 24 hours per hour. Oldest bucket first; empty buckets included."""
+    return rollup_get(window=window, queue=queue, now=now).series
+
+
+@dataclass(frozen=True)
 class Overview:
     queues: list[QueueStats]
     totals: QueueStats
     workers: list[WorkerInfo]
     suspended: bool
+    hour: Rollup
+    day: Rollup
     at: datetime = field(default_factory=timezone.now)
 
 
-def _sum_metrics(since: datetime, queue: str = "") -> dict[str, tuple[int, int]]:
-    qs = JobMetric.objects.filter(minute__gte=since)
-    if queue:
-        qs = qs.filter(queue=queue)
-    rows = qs.values("queue").annotate(finished=Sum("finished"), failed=Sum("failed"))
-    return {row["queue"]: (row["finished"] or 0, row["failed"] or 0) for row in rows}
-
-
-def queue_stats_get(*, names: list[str] | None = None, workers: list[WorkerInfo] | None = None) -> list[QueueStats]:
+def queue_stats_get(
+    *,
+    names: list[str] | None = None,
+    workers: list[WorkerInfo] | None = None,
+    hour: Rollup | None = None,
+    day: Rollup | None = None,
+) -> list[QueueStats]:
     """Per queue: live Redis lengths and registries, waiting-state counts, rates from roll-ups.
 
     Nothing here counts the job history: retrying and dead use indexed counts over
@@ -356,8 +425,8 @@ def queue_stats_get(*, names: list[str] | None = None, workers: list[WorkerInfo]
     ):
         waiting[(row["queue"], JobStatus.DEAD)] = row["n"]
     now_ = timezone.now()
-    hour = _sum_metrics(now_ - timedelta(hours=1))
-    day = _sum_metrics(now_ - timedelta(hours=24))
+    hour_sums = (hour or rollup_get(window="hour", now=now_)).by_queue
+    day_sums = (day or rollup_get(window="day", now=now_)).by_queue
     stats = []
     for i, name in enumerate(names):
         length, scheduled, started, deferred = live[i * 4 : i * 4 + 4]
@@ -374,10 +443,10 @@ def queue_stats_get(*, names: list[str] | None = None, workers: list[WorkerInfo]
                 paused_since=paused.get(name),
                 workers_busy=sum(1 for w in listening if w.is_busy),
                 workers_idle=sum(1 for w in listening if not w.is_busy),
-                finished_hour=hour.get(name, (0, 0))[0],
-                failed_hour=hour.get(name, (0, 0))[1],
-                finished_day=day.get(name, (0, 0))[0],
-                failed_day=day.get(name, (0, 0))[1],
+                finished_hour=hour_sums.get(name, (0, 0))[0],
+                failed_hour=hour_sums.get(name, (0, 0))[1],
+                finished_day=day_sums.get(name, (0, 0))[0],
+                failed_day=day_sums.get(name, (0, 0))[1],
             )
         )
     return stats
@@ -385,7 +454,9 @@ def queue_stats_get(*, names: list[str] | None = None, workers: list[WorkerInfo]
 
 def overview_get() -> Overview:
     workers = worker_list()
-    queues = queue_stats_get(workers=workers)
+    now_ = timezone.now()
+    hour, day = rollup_get(window="hour", now=now_), rollup_get(window="day", now=now_)
+    queues = queue_stats_get(workers=workers, hour=hour, day=day)
     totals = QueueStats(
         name="all queues",
         **{
@@ -406,46 +477,14 @@ def overview_get() -> Overview:
         workers_busy=sum(1 for w in workers if w.is_busy),
         workers_idle=sum(1 for w in workers if not w.is_busy),
     )
-    return Overview(queues=queues, totals=totals, workers=workers, suspended=is_suspended(redis_connection()))
-
-
-@dataclass(frozen=True)
-class Bucket:
-    start: datetime
-    finished: int = 0
-    failed: int = 0
-    dead: int = 0
-
-    @property
-    def failure_rate(self) -> float | None:
-        return failure_rate(self.failed, self.finished)
-
-
-def throughput_series_get(
-    *, window: Literal["hour", "day"] = "hour", queue: str = "", now: datetime | None = None
-) -> list[Bucket]:
-    """Finished and failed per bucket from the roll-ups: the last hour per minute, or the
-    last 24 hours per hour. Oldest bucket first; empty buckets included."""
-    step = timedelta(minutes=1) if window == "hour" else timedelta(hours=1)
-    count = 60 if window == "hour" else 24
-    now_ = (now or timezone.now()).astimezone(UTC)
-    last = now_.replace(second=0, microsecond=0)
-    if window == "day":
-        last = last.replace(minute=0)
-    first = last - step * (count - 1)
-    qs = JobMetric.objects.filter(minute__gte=first)
-    if queue:
-        qs = qs.filter(queue=queue)
-    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    rows = qs.values("minute").annotate(finished=Sum("finished"), failed=Sum("failed"), dead=Sum("dead"))
-    for row in rows:
-        index = int((row["minute"] - first) // step)
-        if 0 <= index < count:
-            acc = sums[index]
-            acc[0] += row["finished"] or 0
-            acc[1] += row["failed"] or 0
-            acc[2] += row["dead"] or 0
-    return [Bucket(first + step * i, *sums[i]) if i in sums else Bucket(first + step * i) for i in range(count)]
+    return Overview(
+        queues=queues,
+        totals=totals,
+        workers=workers,
+        suspended=is_suspended(redis_connection()),
+        hour=hour,
+        day=day,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from tests.conftest import wait_for
 from tests.factories import JobMetricFactory, JobRecordFactory
 from workers import enqueue
 from workers.models import JobStatus
-from workers.selectors import throughput_series_get
+from workers.selectors import rollup_get, throughput_series_get
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +58,20 @@ def test_hour_series_has_a_bucket_per_minute_with_empty_ones(db):
     assert [(b.finished, b.failed) for b in series[-3:]] == [(5, 1), (0, 0), (0, 0)]
     day = throughput_series_get(window="day", now=now)
     assert len(day) == 24 and day[-1].finished == 5
+
+
+def test_day_sums_cover_24_hours_while_the_chart_shows_24_whole_hours(db):
+    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    JobMetricFactory(minute=now - timedelta(hours=23, minutes=50), queue="low", finished=7, failed=1)
+    JobMetricFactory(minute=now - timedelta(hours=24, minutes=10), queue="low", finished=100)
+    JobMetricFactory(minute=now - timedelta(minutes=10), queue="high", finished=3)
+
+    day = rollup_get(window="day", now=now)
+
+    assert day.by_queue == {"low": (7, 1), "high": (3, 0)}  # the last 24 hours to the minute
+    # The chart starts at the first whole hour of the 24: 23 h 30 min ago here.
+    assert day.series[0].start == now.replace(minute=0) - timedelta(hours=23)
+    assert [b.finished for b in day.series if b.finished] == [3]
 
 
 @pytest.mark.django_db(transaction=True)
