@@ -125,3 +125,35 @@ def test_delayed_job_is_scheduled_with_its_due_time(transactional_db):
     record = JobRecord.objects.get(job_id=job.id)
     assert record.status == JobStatus.SCHEDULED
     assert (record.scheduled_for - record.enqueued_at).total_seconds() == pytest.approx(300, abs=5)
+
+
+def test_jobs_the_scheduler_queues_are_recorded_queued_before_they_start(run_burst, redis_conn):
+    import time
+    from datetime import timedelta
+
+    from workers.recorder import drain
+    from workers.tracking import TrackedQueue, WorkerScheduler
+
+    retry = enqueue("tests.jobfuncs.flaky", "due-retry", 1, max_attempts=2)
+    later = enqueue("tests.jobfuncs.add", 4, 4, delay=timedelta(seconds=1))
+    run_burst()
+    assert JobRecord.objects.get(job_id=retry.id).status == JobStatus.RETRYING
+    assert JobRecord.objects.get(job_id=later.id).status == JobStatus.SCHEDULED
+    time.sleep(2.1)  # both fall due (RQ's scheduled registry counts whole seconds)
+
+    scheduler = WorkerScheduler([TrackedQueue("default", connection=redis_conn)], connection=redis_conn)
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    scheduler.release_locks()
+    drain()
+
+    assert set(redis_conn.lrange("rq:queue:default", 0, -1)) == {retry.id.encode(), later.id.encode()}
+    assert {r.job_id: (r.status, r.attempts) for r in JobRecord.objects.all()} == {
+        retry.id: (JobStatus.QUEUED, 1),
+        later.id: (JobStatus.QUEUED, 0),
+    }
+    run_burst()
+    assert {r.job_id: (r.status, r.attempts) for r in JobRecord.objects.all()} == {
+        retry.id: (JobStatus.FINISHED, 2),
+        later.id: (JobStatus.FINISHED, 1),
+    }
