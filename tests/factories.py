@@ -1,4 +1,5 @@
-"""factory_boy factories for records the dashboard reads."""
+"""factory_boy factories: records as the recorder would have written them, for tests of reads
+and retention."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import factory
 from django.utils import timezone
 
 from workers.models import JobError, JobMetric, JobRecord, JobStatus
+
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+ENDED = {JobStatus.FINISHED, JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED}
 
 
 class JobRecordFactory(factory.django.DjangoModelFactory):
@@ -23,20 +27,31 @@ class JobRecordFactory(factory.django.DjangoModelFactory):
     attempts = 1
     max_attempts = 3
     enqueued_at = factory.Sequence(lambda n: timezone.now() - timedelta(minutes=30) + timedelta(seconds=n))
-    status_changed_at = factory.LazyAttribute(lambda o: o.enqueued_at)
+    # A job that ran started and (if it ended) ended when it was enqueued: no wait, no runtime.
+    started_at = factory.LazyAttribute(lambda o: None if o.status in WAITING else o.enqueued_at)
+    ended_at = factory.LazyAttribute(lambda o: o.enqueued_at if o.status in ENDED else None)
+    status_changed_at = factory.LazyAttribute(lambda o: o.ended_at or o.enqueued_at)
 
 
 class JobErrorFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = JobError
+        skip_postgeneration_save = True  # the hook saves what it changes
 
     job = factory.SubFactory(JobRecordFactory, status=JobStatus.DEAD)
     attempt = 1
     exc_type = "builtins.ValueError"
     message = "boom"
     traceback = 'Traceback (most recent call last):\n  File "tests/jobfuncs.py", line 25, in fail\nValueError: boom'
-    failed_at = factory.LazyFunction(timezone.now)
+    failed_at = factory.LazyAttribute(lambda o: o.job.ended_at or timezone.now())
     fingerprint = "f00d"
+
+    @factory.post_generation
+    def recorded_on_its_job(obj, create, extracted, **kwargs):  # noqa: N805 (factory_boy's hook)
+        """The recorder keeps the last failed attempt's fingerprint on the record."""
+        if create and obj.attempt >= obj.job.attempts:
+            obj.job.last_fingerprint = obj.fingerprint
+            obj.job.save(update_fields=["last_fingerprint"])
 
 
 class JobMetricFactory(factory.django.DjangoModelFactory):

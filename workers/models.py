@@ -69,6 +69,8 @@ class JobRecord(models.Model):
     parent_job_id = models.CharField(max_length=128, blank=True, default="")
     timeout = models.IntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True, default="")
+    # The JobError.fingerprint of the last failed attempt: dead letters group by it.
+    last_fingerprint = models.CharField(max_length=64, blank=True, default="")
     status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,6 +85,13 @@ class JobRecord(models.Model):
             models.Index(
                 fields=["queue", "-enqueued_at", "-id"],
                 name="jobrecord_dead_letters",
+                condition=models.Q(status="dead", discarded_at__isnull=True),
+            ),
+            # Dead letters by failure group, newest last: the groups come from this index
+            # alone, however many dead letters there are.
+            models.Index(
+                fields=["last_fingerprint", "ended_at"],
+                name="jobrecord_dead_groups",
                 condition=models.Q(status="dead", discarded_at__isnull=True),
             ),
             # Work in flight and dead letters: few rows however long the history, counted

@@ -46,7 +46,7 @@ CLAIM_IDLE_MS = 30_000
 _RECORD_FIELDS = [
     "queue", "func", "args_repr", "kwargs_repr", "status", "attempts", "max_attempts", "enqueued_at",
     "scheduled_for", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress",
-    "progress_message", "origin", "parent_job_id", "timeout", "last_error", "status_changed_at",
+    "progress_message", "origin", "parent_job_id", "timeout", "last_error", "last_fingerprint", "status_changed_at",
 ]  # fmt: skip
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$', re.MULTILINE)
 
@@ -148,6 +148,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     moment = _dt(event["t"]) or datetime.now(UTC)
     is_failure = status in (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
     if is_failure:
+        failure_print = fingerprint(event.get("xt") or "", record.func, event.get("tb") or "")
         batch.errors.append(
             JobError(
                 job=record,
@@ -157,7 +158,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
                 traceback=event.get("tb") or "",
                 worker=event.get("w") or "",
                 failed_at=moment,
-                fingerprint=fingerprint(event.get("xt") or "", record.func, event.get("tb") or ""),
+                fingerprint=failure_print,
             )
         )
     first_seen = record.status_changed_at is None
@@ -179,6 +180,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
         record.ended_at = record.duration = None
         record.scheduled_for = None
         record.progress, record.progress_message = None, ""
+        record.last_fingerprint = ""  # this attempt has not failed (last_error stays, to read)
     elif rank == 2:
         record.ended_at = _dt(event.get("end")) or moment
         if event.get("w"):
@@ -195,6 +197,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
         elif is_failure:
             metric.failed += 1
             record.last_error = events.bounded(f"{event.get('xt')}: {event.get('xm')}", 480)
+            record.last_fingerprint = failure_print
             if status == JobStatus.DEAD:
                 metric.dead += 1
             record.scheduled_for = _dt(event.get("next")) if status == JobStatus.RETRYING else None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from rq.queue import Queue
@@ -57,8 +57,7 @@ def job_queryset(*, filters: JobFilter) -> QuerySet[JobRecord]:
     if filters.until:
         qs = qs.filter(enqueued_at__lt=filters.until)
     if filters.fingerprint:
-        last_error = JobError.objects.filter(job=OuterRef("pk"), attempt=OuterRef("attempts"))
-        qs = qs.filter(Exists(last_error.filter(fingerprint=filters.fingerprint)))
+        qs = qs.filter(last_fingerprint=filters.fingerprint)
     if filters.q:
         qs = qs.filter(
             Q(job_id=filters.q)
@@ -190,23 +189,50 @@ class FailureGroup:
 
 
 def dead_letter_groups(*, queue: str = "", limit: int = 100) -> list[FailureGroup]:
-    """Dead letters grouped by the fingerprint of their last failure, most recent first."""
-    qs = JobError.objects.filter(job__status=JobStatus.DEAD, job__discarded_at__isnull=True, attempt=F("job__attempts"))
+    """Dead letters grouped by the fingerprint of their last failure, most recent first.
+
+    The groups are counted on the records' ``last_fingerprint`` (an index of the dead
+    letters alone, so no join with the error history); a group's exception, message and
+    function are those of its latest dead letter.
+    """
+    dead = JobRecord.objects.filter(status=JobStatus.DEAD, discarded_at__isnull=True)
     if queue:
-        qs = qs.filter(job__queue=queue)
-    rows = (
-        qs.values("fingerprint")
-        .annotate(
-            count=Count("id"),
-            first_seen=Min("failed_at"),
-            last_seen=Max("failed_at"),
-            exc_type=Max("exc_type"),
-            func=Max("job__func"),
-            message=Max("message"),
-        )
-        .order_by("-last_seen")[:limit]
+        dead = dead.filter(queue=queue)
+    groups = list(
+        dead.values("last_fingerprint")
+        .annotate(count=Count("*"), first_seen=Min("ended_at"), last_seen=Max("ended_at"))
+        .order_by("-last_seen", "last_fingerprint")[:limit]
     )
-    return [FailureGroup(**row) for row in rows]
+    if not groups:
+        return []
+    latest_of_group = Q()
+    for group in groups:
+        latest_of_group |= Q(last_fingerprint=group["last_fingerprint"], ended_at=group["last_seen"])
+    latest: dict[str, tuple[int, str]] = {}  # fingerprint -> (record id, function) of its latest dead letter
+    for pk, fp, func in dead.filter(latest_of_group).order_by("id").values_list("pk", "last_fingerprint", "func"):
+        latest[fp] = (pk, func)
+    errors = {
+        job_id: (exc_type, message)
+        for job_id, exc_type, message in JobError.objects.filter(
+            job_id__in=[pk for pk, _ in latest.values()], attempt=F("job__attempts")
+        ).values_list("job_id", "exc_type", "message")
+    }
+    result = []
+    for group in groups:
+        pk, func = latest.get(group["last_fingerprint"], (0, ""))
+        exc_type, message = errors.get(pk, ("", ""))
+        result.append(
+            FailureGroup(
+                fingerprint=group["last_fingerprint"],
+                exc_type=exc_type,
+                func=func,
+                message=message,
+                count=group["count"],
+                first_seen=group["first_seen"],
+                last_seen=group["last_seen"],
+            )
+        )
+    return result
 
 
 # --- live queue and worker facts (Redis) plus roll-ups ---------------------------------

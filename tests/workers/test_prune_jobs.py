@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tests.workers.factories import JobErrorFactory, JobMetricFactory, JobRecordFactory
+from tests.factories import JobErrorFactory, JobMetricFactory, JobRecordFactory
 from workers import enqueue
 from workers.metrics import function_runtime_list
 from workers.models import JobError, JobMetric, JobRecord, JobStatus
