@@ -48,12 +48,13 @@ def _load_records(first: int, last: int) -> None:
             f"""
             INSERT INTO {records} (job_id, queue, func, args_repr, kwargs_repr, status, attempts, max_attempts,
                 enqueued_at, started_at, ended_at, duration, worker, result_repr, key, progress_message, origin,
-                parent_job_id, last_error, status_changed_at, created_at, updated_at)
+                parent_job_id, last_error, last_fingerprint, status_changed_at, created_at, updated_at)
             SELECT 'bench-' || g, ({queues})[1 + g %% 3], ({funcs})[1 + g %% 8], '(' || g || ', ''order'')', '{{}}',
                 CASE WHEN g %% {DEAD_EVERY} = 7 THEN 'dead' ELSE 'finished' END,
                 CASE WHEN g %% {DEAD_EVERY} = 7 THEN 3 ELSE 1 END, 3,
                 t, t + interval '1 second', t + interval '2 seconds', 1.0, 'bench-worker', '', '', '', 'event', '',
                 CASE WHEN g %% {DEAD_EVERY} = 7 THEN 'builtins.ValueError: card declined' ELSE '' END,
+                CASE WHEN g %% {DEAD_EVERY} = 7 THEN md5(({funcs})[1 + g %% 8])::varchar(16) ELSE '' END,
                 t + interval '2 seconds', t, t
             FROM (SELECT g, now() - g * interval '2.5 seconds' AS t FROM generate_series(%s, %s) g) s
             """,

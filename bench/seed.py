@@ -104,6 +104,11 @@ def seed_records(
                         worker=f"worker-{i % 4 + 1}",
                         result_repr="None" if status == JobStatus.FINISHED else "",
                         last_error=f"{failure[0]}: {failure[1]}" if failure else "",
+                        last_fingerprint=(
+                            fingerprint(failure[0], func, _traceback(func, failure[2], failure[0], failure[1]))
+                            if failure
+                            else ""
+                        ),
                         status_changed_at=ended,
                     )
                 )
