@@ -22,6 +22,27 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_APPNAME = "jobsite-test-worker"  # application_name of a started worker's PostgreSQL sessions
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_left_alone_at_the_end(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Before the PostgreSQL test database is dropped, end the sessions still on it.
+
+    A thread of this process can keep a connection until the process exits (Django closes
+    connections per request, not per thread), and PostgreSQL refuses to drop a database
+    in use. The database is this run's own; how many sessions were ended is printed.
+    """
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        ended = len(cursor.fetchall())
+    if ended:
+        print(f"\nended {ended} session(s) still open on the test database before dropping it", file=sys.stderr)
+
+
 @pytest.fixture(autouse=True)
 def redis_conn() -> Iterator[Redis]:
     """The run's private Redis (tests/services_plugin.py), emptied before every test."""
