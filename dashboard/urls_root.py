@@ -5,4 +5,5 @@ from . import views, views_metrics
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views_metrics.metrics_view, name="metrics"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

@@ -12,9 +12,17 @@ from typing import Any
 
 from django.contrib import messages
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -309,6 +317,12 @@ def queue_resume(request: HtmxHttpRequest, name: str) -> HttpResponse:
 
 
 # --- health -----------------------------------------------------------------------------
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every site, the admin's pages too."""
+    return HttpResponsePermanentRedirect(static("dashboard/favicon.svg"))
 
 
 @require_GET

@@ -67,3 +67,13 @@ def test_production_cookies_are_secure_and_http_only():
     )  # fmt: skip
 
     assert result.stdout.split() == ["True", "True", "True", "True", "True", "False"], result.stderr
+
+
+def test_favicon_requests_find_the_icon(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response["Location"].endswith("/dashboard/favicon.svg")
+    assert finders.find("dashboard/favicon.svg")
