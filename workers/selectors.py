@@ -199,7 +199,8 @@ def dead_letter_groups(*, queue: str = "", limit: int = 100) -> list[FailureGrou
     if queue:
         dead = dead.filter(queue=queue)
     groups = list(
-        dead.values("last_fingerprint")
+        dead.exclude(last_fingerprint="")  # no failure recorded: in the plain list only
+        .values("last_fingerprint")
         .annotate(count=Count("*"), first_seen=Min("ended_at"), last_seen=Max("ended_at"))
         .order_by("-last_seen", "last_fingerprint")[:limit]
     )

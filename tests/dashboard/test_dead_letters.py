@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import JobErrorFactory
+from tests.factories import JobErrorFactory, JobRecordFactory
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 
@@ -84,3 +84,15 @@ def test_the_list_shows_only_undiscarded_dead_letters_and_filters_them(staff_cli
     bad = staff_client.get("/dashboard/dead-letters/?fingerprint=<script>").content.decode()
     assert "Enter a valid value" in bad and "<script>" not in bad.split("<main>", 1)[1]
     assert JobRecord.objects.filter(status=JobStatus.DEAD).count() == 3
+
+
+def test_a_dead_letter_without_a_recorded_failure_forms_no_group(staff_client):
+    # Say, a record from before fingerprints were kept whose errors were pruned: it is in
+    # the plain list, but no "retry group" button may stand for "every dead letter".
+    bare = JobRecordFactory(status=JobStatus.DEAD, attempts=1)
+    grouped = JobErrorFactory(fingerprint="beef").job
+
+    body = staff_client.get("/dashboard/dead-letters/").content.decode()
+
+    assert set(_group_rows(body)) == {"beef"}
+    assert bare.job_id[:8] in body and grouped.job_id[:8] in body
