@@ -17,13 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Sum
 from redis import Redis
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
-from workers.models import JobMetric
+from workers.metrics import metric_rates, metric_rates_total
 from workers.tracking import WORKERS_SET, is_alive
 
 KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker")
@@ -51,12 +50,9 @@ def configured_rules() -> list[dict[str, Any]]:
     return rules
 
 
-def _metric_sums(since: datetime, queue: str | None = None) -> dict[str, int]:
-    rows = JobMetric.objects.filter(minute__gte=since.replace(second=0, microsecond=0))
-    if queue is not None:
-        rows = rows.filter(queue=queue)
-    sums = rows.aggregate(finished=Sum("finished"), failed=Sum("failed"), dead=Sum("dead"))
-    return {key: value or 0 for key, value in sums.items()}
+def _window_start(now: datetime, window: int) -> datetime:
+    """The first roll-up minute of the last ``window`` seconds (the partial minute counts)."""
+    return (now - timedelta(seconds=window)).replace(second=0, microsecond=0)
 
 
 def _live_worker_count(connection: Redis, queue: Queue, now: datetime) -> int:
@@ -88,7 +84,7 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
     threshold = rule.get("threshold")
     if kind == "dead_letter_growth":
         window = int(rule.get("window", 600))
-        dead = _metric_sums(now - timedelta(seconds=window))["dead"]
+        dead = metric_rates_total(since=_window_start(now, window)).dead
         limit = float(threshold or 1)
         message = f"{dead} jobs went dead in the last {window // 60} min (threshold {limit:g})"
         return [Reading(name, kind, "", dead >= limit, float(dead), limit, message)]
@@ -97,14 +93,14 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
         queue = Queue(queue_name, connection=connection, serializer=settings.JOBSITE_SERIALIZER)
         if kind == "failure_rate":
             window = int(rule.get("window", 600))
-            sums = _metric_sums(now - timedelta(seconds=window), queue_name)
-            ended = sums["finished"] + sums["failed"]
-            rate = sums["failed"] / ended if ended else 0.0
+            (rates,) = metric_rates(since=_window_start(now, window), queue=queue_name)
+            ended = rates.finished + rates.failed
+            rate = rates.failure_rate or 0.0
             limit = float(threshold if threshold is not None else 0.2)
             firing = ended >= int(rule.get("min_jobs", 10)) and rate > limit
             message = (
                 f"queue {queue_name}: {rate:.0%} of attempts failed in the last {window // 60} min "
-                f"({sums['failed']} of {ended}; threshold {limit:.0%})"
+                f"({rates.failed} of {ended}; threshold {limit:.0%})"
             )
             readings.append(Reading(name, kind, queue_name, firing, rate, limit, message))
         elif kind == "queue_length":

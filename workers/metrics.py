@@ -65,6 +65,12 @@ def runtime_percentile(buckets: Sequence[int], q: float, *, runtime_max: float |
     return min(value, runtime_max) if runtime_max is not None else value
 
 
+def failed_share(failed: int, finished: int) -> float | None:
+    """Failed attempts / attempts that ended (finished or failed); None when none ended."""
+    ended = finished + failed
+    return failed / ended if ended else None
+
+
 @dataclass(frozen=True)
 class Rates:
     """What happened in a window, for one queue (or all: ``queue == ""``)."""
@@ -88,9 +94,7 @@ class Rates:
 
     @property
     def failure_rate(self) -> float | None:
-        """Failed attempts / attempts that ended (finished or failed); None when none ended."""
-        ended = self.finished + self.failed
-        return self.failed / ended if ended else None
+        return failed_share(self.failed, self.finished)
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,7 @@ class FunctionRuntime:
 
     @property
     def failure_rate(self) -> float | None:
-        ended = self.finished + self.failed
-        return self.failed / ended if ended else None
+        return failed_share(self.failed, self.finished)
 
 
 def _window(since: datetime, until: datetime | None, queue: str | None, func: str | None) -> QuerySet[JobMetric]:
