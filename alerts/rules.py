@@ -20,13 +20,12 @@ from django.conf import settings
 from redis import Redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.worker import Worker
 
-from workers.metrics import metric_rates, metric_rates_total
-from workers.tracking import WORKERS_SET, is_alive
+from workers import conf
+from workers.reads.live import worker_list
+from workers.reads.rollups import metric_rates, metric_rates_total
 
 KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker")
-PER_QUEUE = ("failure_rate", "queue_length", "oldest_job_age", "no_live_worker")
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,6 @@ def _window_start(now: datetime, window: int) -> datetime:
     return (now - timedelta(seconds=window)).replace(second=0, microsecond=0)
 
 
-def _live_worker_count(connection: Redis, queue: Queue, now: datetime) -> int:
-    jobsite_workers = {name.decode() for name in connection.smembers(WORKERS_SET)}
-    live = 0
-    for worker in Worker.all(queue=queue):
-        if worker.name in jobsite_workers:
-            live += is_alive(connection, worker.name)
-        elif worker.last_heartbeat and (now - worker.last_heartbeat).total_seconds() < worker.worker_ttl:
-            live += 1  # a plain RQ worker: its own heartbeat is all there is
-    return live
-
-
 def _oldest_age(connection: Redis, queue: Queue, now: datetime) -> float:
     for job_id in queue.get_job_ids(0, 10):
         try:
@@ -89,8 +77,8 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
         message = f"{dead} jobs went dead in the last {window // 60} min (threshold {limit:g})"
         return [Reading(name, kind, "", dead >= limit, float(dead), limit, message)]
     readings = []
-    for queue_name in rule.get("queues") or settings.JOBSITE_QUEUES:
-        queue = Queue(queue_name, connection=connection, serializer=settings.JOBSITE_SERIALIZER)
+    for queue_name in rule.get("queues") or conf.queue_names():
+        queue = Queue(queue_name, connection=connection, serializer=conf.serializer())
         if kind == "failure_rate":
             window = int(rule.get("window", 600))
             (rates,) = metric_rates(since=_window_start(now, window), queue=queue_name)
@@ -114,7 +102,7 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
             message = f"queue {queue_name}: the oldest waiting job has waited {age:.0f} s (threshold {limit:g} s)"
             readings.append(Reading(name, kind, queue_name, age > limit, age, limit, message))
         elif kind == "no_live_worker":
-            live = _live_worker_count(connection, queue, now)
+            live = sum(1 for worker in worker_list() if queue_name in worker.queues)
             message = f"queue {queue_name}: {live} live workers listen on it"
             readings.append(Reading(name, kind, queue_name, live == 0, float(live), None, message))
     return readings

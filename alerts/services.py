@@ -15,7 +15,7 @@ from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from workers.tracking import redis_connection
+from workers.redis import connection as redis_connection
 
 from .models import Alert
 from .rules import Reading, configured_rules, read

@@ -62,7 +62,7 @@ def seed_records(
     from django.utils import timezone
 
     from workers.models import JobError, JobMetric, JobRecord, JobStatus
-    from workers.recorder import fingerprint
+    from workers.recording.apply import fingerprint
 
     rng = random.Random(seed)
     now = now or timezone.now()

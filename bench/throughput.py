@@ -28,10 +28,11 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
-from workers import events, tracking
+from workers import events
 from workers.models import JobRecord, JobStatus
-from workers.recorder import drain
-from workers.tracking import TrackedJob, TrackingSimpleWorker, TrackingWorker
+from workers.recording.consumer import drain
+from workers.rq.job import TrackedJob
+from workers.runtime.worker import TrackingMixin, TrackingSimpleWorker, TrackingWorker
 
 from .common import Result, log, stopwatch
 
@@ -65,14 +66,14 @@ def _round(connection: Redis, worker_class: type[Worker], count: int, recorder: 
     elif recorder == PROCESS:
         _wait_recorded(ids, None)
     worker = worker_class([queue], connection=connection, job_class=job_class, name=f"bench-{uuid.uuid4().hex[:8]}")
-    tracking._TrackingMixin.run_recorder = recorder != PROCESS
+    TrackingMixin.run_recorder = recorder != PROCESS
     try:
         with stopwatch() as elapsed:
             worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
             if recorder == PROCESS:
                 _wait_recorded(ids, JobStatus.FINISHED)
     finally:
-        tracking._TrackingMixin.run_recorder = True
+        TrackingMixin.run_recorder = True
     if recorder is not None:
         _wait_recorded(ids, JobStatus.FINISHED, timeout=0)
     elif Queue(QUEUE, connection=connection).finished_job_registry.count != count:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from workers.selectors import Bucket, failure_rate
+from workers.reads.rollups import Bucket, failure_rate
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def throughput_chart(buckets: list[Bucket], *, title: str, fmt: str, width: int 
         )
         rate = bucket.failure_rate
         if rate is not None:
-            points.append(f"{round(i * slot + slot / 2, 2)},{round(height - rate * (height - 4) / 100, 2)}")
+            points.append(f"{round(i * slot + slot / 2, 2)},{round(height - rate * (height - 4), 2)}")
     return Chart(
         title=title,
         width=width,

@@ -10,7 +10,8 @@ from django.core.validators import RegexValidator
 from django.http import QueryDict
 
 from workers.models import JobStatus
-from workers.selectors import JobFilter, queue_names
+from workers.reads.jobs import JobFilter
+from workers.reads.live import queue_names
 
 _DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 _CURSOR = RegexValidator(r"^\d{1,12}(\.\d{1,6})?_\d{1,19}$", "That page link is malformed; start from the first page.")

@@ -28,9 +28,15 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
-from workers import selectors, services
 from workers.models import JobStatus
-from workers.tracking import redis_connection
+from workers.reads import dead_letters as dead_letter_reads
+from workers.reads import jobs as job_reads
+from workers.reads import live as live_reads
+from workers.reads import queues as queue_reads
+from workers.reads import rollups
+from workers.redis import connection as redis_connection
+from workers.services import jobs as job_services
+from workers.services import queues as queue_services
 
 from .access import operator_required, viewer_required
 from .charts import throughput_chart
@@ -68,7 +74,7 @@ def _answer(
 @require_GET
 @viewer_required
 def overview(request: HtmxHttpRequest) -> HttpResponse:
-    overview = selectors.overview_get()
+    overview = queue_reads.overview_get()
     context = {
         "overview": overview,
         "hour_chart": throughput_chart(overview.hour.series, title="Last hour, per minute", fmt="%H:%M"),
@@ -85,7 +91,7 @@ def _job_list_context(request: HtmxHttpRequest, params: Any, *, fixed_status: st
     page, errors = None, []
     if form.is_valid():
         try:
-            page = selectors.job_list(
+            page = job_reads.job_list(
                 filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE
             )
         except ValueError as exc:  # a cursor that parses but points nowhere sensible
@@ -105,7 +111,7 @@ def _job_list_context(request: HtmxHttpRequest, params: Any, *, fixed_status: st
 @viewer_required
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET)
-    context["functions"] = selectors.function_names()
+    context["functions"] = rollups.function_names()
     return render(request, _partial(request, "dashboard/jobs.html", "job-table"), context)
 
 
@@ -120,12 +126,12 @@ def _bulk(request: HtmxHttpRequest, *, dead_letters: bool) -> HttpResponse:
     else:
         job_ids = form.job_ids
         if form.cleaned_data["all"]:
-            job_ids = selectors.job_ids_get(filters=filter_form.to_filter(), limit=services.BULK_LIMIT + 1)
+            job_ids = job_reads.job_ids_get(filters=filter_form.to_filter(), limit=job_services.BULK_LIMIT + 1)
         if form.cleaned_data["action"] == "retry":
-            outcome = services.job_retry_many(job_ids=job_ids)
+            outcome = job_services.job_retry_many(job_ids=job_ids)
             text = outcome.summary("Retried")
         else:
-            outcome = services.dead_letter_discard_many(job_ids=job_ids)
+            outcome = job_services.dead_letter_discard_many(job_ids=job_ids)
             text = outcome.summary("Discarded")
         ok = bool(outcome.done) or not outcome.skipped
     query = filter_form.query_string() if filter_form.is_valid() else ""
@@ -135,7 +141,7 @@ def _bulk(request: HtmxHttpRequest, *, dead_letters: bool) -> HttpResponse:
         params.pop("cursor", None)
         refreshed = _job_list_context(request, params, fixed_status=JobStatus.DEAD if dead_letters else "")
         if dead_letters:
-            refreshed["groups"] = selectors.dead_letter_groups()
+            refreshed["groups"] = dead_letter_reads.dead_letter_groups()
         return refreshed
 
     return _answer(
@@ -158,16 +164,16 @@ def jobs_bulk(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _job_context(job_id: str) -> dict[str, Any]:
-    record = selectors.job_get(job_id=job_id)
+    record = job_reads.job_get(job_id=job_id)
     if record is None:
         raise Http404(f"no job with id {job_id!r}")
-    errors = selectors.job_errors(job_id=job_id)
+    errors = job_reads.job_errors(job_id=job_id)
     return {
         "job": record,
-        "settled": selectors.job_is_settled(record=record),
+        "settled": job_reads.job_is_settled(record=record),
         "errors": errors,
-        "timeline": selectors.job_timeline_get(record=record, errors=errors),
-        "log_lines": selectors.job_log_lines(job_id=job_id),
+        "timeline": job_reads.job_timeline_get(record=record, errors=errors),
+        "log_lines": job_reads.job_log_lines(job_id=job_id),
     }
 
 
@@ -187,9 +193,9 @@ def job_detail(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 def _job_action(request: HtmxHttpRequest, job_id: str, act: Callable[[], str]) -> HttpResponse:
     try:
         ok, text = True, act()
-    except services.JobNotFound as exc:
+    except job_services.JobNotFound as exc:
         raise Http404(str(exc)) from exc
-    except services.JobActionError as exc:
+    except job_services.JobActionError as exc:
         ok, text = False, str(exc)
     return _answer(
         request,
@@ -205,7 +211,7 @@ def _job_action(request: HtmxHttpRequest, job_id: str, act: Callable[[], str]) -
 @operator_required
 def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        services.job_retry(job_id=job_id)
+        job_services.job_retry(job_id=job_id)
         return "Retried: the job is queued for another attempt."
 
     return _job_action(request, job_id, act)
@@ -215,7 +221,7 @@ def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 @operator_required
 def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        record = services.job_cancel(job_id=job_id)
+        record = job_services.job_cancel(job_id=job_id)
         if record.status == JobStatus.STARTED:
             return "Stop requested: the worker is terminating the job."
         return "Canceled: the job will not run."
@@ -227,7 +233,7 @@ def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 @operator_required
 def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        new_id = services.job_run_again(job_id=job_id)
+        new_id = job_services.job_run_again(job_id=job_id)
         return f"Enqueued a copy of this job as {new_id}."
 
     return _job_action(request, job_id, act)
@@ -240,7 +246,7 @@ def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 @viewer_required
 def dead_letters(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET, fixed_status=JobStatus.DEAD)
-    context["groups"] = selectors.dead_letter_groups()
+    context["groups"] = dead_letter_reads.dead_letter_groups()
     return render(request, _partial(request, "dashboard/dead_letters.html", "dead-letters"), context)
 
 
@@ -256,7 +262,7 @@ def dead_letters_bulk(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @viewer_required
 def workers(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"workers": selectors.worker_list()}
+    context = {"workers": live_reads.worker_list()}
     return render(request, _partial(request, "dashboard/workers.html", "worker-table"), context)
 
 
@@ -264,18 +270,18 @@ def workers(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 def queues(request: HtmxHttpRequest) -> HttpResponse:
     """The Queues link: the first queue's page (it lists the others)."""
-    return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[selectors.queue_names()[0]]))
+    return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[live_reads.queue_names()[0]]))
 
 
 def _queue_context(name: str) -> dict[str, Any]:
-    names = selectors.queue_names()
+    names = live_reads.queue_names()
     if name not in names:
         raise Http404(f"no queue named {name!r}")
     return {
-        "queue": selectors.queue_stats_get(names=[name])[0],
+        "queue": queue_reads.queue_stats_get(names=[name])[0],
         "queue_names": names,
-        "registries": selectors.queue_registries_get(name=name),
-        "recent_page": selectors.job_list(filters=selectors.JobFilter(queue=name), limit=20),
+        "registries": live_reads.queue_registries_get(name=name),
+        "recent_page": job_reads.job_list(filters=job_reads.JobFilter(queue=name), limit=20),
     }
 
 
@@ -287,8 +293,8 @@ def queue_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
 
 def _queue_action(request: HtmxHttpRequest, name: str, *, pause: bool) -> HttpResponse:
     try:
-        changed = (services.queue_pause if pause else services.queue_resume)(name=name)
-    except services.QueueNotFound as exc:
+        changed = (queue_services.queue_pause if pause else queue_services.queue_resume)(name=name)
+    except queue_services.QueueNotFound as exc:
         raise Http404(str(exc)) from exc
     if pause:
         text = "Paused: workers leave its jobs waiting." if changed else "The queue was already paused."

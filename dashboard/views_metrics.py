@@ -14,26 +14,28 @@ import hmac
 from collections.abc import Iterator
 from ipaddress import ip_address
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from workers import metrics
+from workers.conf import queue_names, setting
 from workers.models import RUNTIME_BUCKETS, JobStatus
+from workers.reads.live import queue_live_list, worker_list
+from workers.reads.rollups import function_runtime_list, job_status_counts
+from workers.statuses import OPEN_STATUSES
 
 
 class JobsiteCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         rq_jobs = GaugeMetricFamily("rq_jobs", "RQ jobs by queue and registry, from Redis", labels=["queue", "status"])
-        for queue in metrics.queue_live_list():
+        for queue in queue_live_list():
             for status in ("queued", "started", "scheduled", "deferred", "failed", "finished"):
                 rq_jobs.add_metric([queue.name, status], getattr(queue, status))
         yield rq_jobs
 
-        workers = metrics.worker_live_list()
+        workers = worker_list()
         rq_workers = GaugeMetricFamily("rq_workers", "RQ workers", labels=["name", "state", "queues"])
         by_state = {"busy": 0, "idle": 0, "suspended": 0}
         for worker in workers:
@@ -45,12 +47,12 @@ class JobsiteCollector(Collector):
             jobsite_workers.add_metric([state], count)
         yield jobsite_workers
 
-        counts = metrics.job_status_counts()
+        counts = job_status_counts()
         jobsite_jobs = GaugeMetricFamily(
             "jobsite_jobs", "Recorded jobs in flight and dead letters, by queue and status", labels=["queue", "status"]
         )
-        for queue_name in sorted({q for q, _ in counts} | set(settings.JOBSITE_QUEUES)):
-            for status in metrics.OPEN_STATUSES:
+        for queue_name in sorted({q for q, _ in counts} | set(queue_names())):
+            for status in OPEN_STATUSES:
                 jobsite_jobs.add_metric([queue_name, status], counts.get((queue_name, status), 0))
         yield jobsite_jobs
         yield GaugeMetricFamily(
@@ -59,7 +61,7 @@ class JobsiteCollector(Collector):
             value=sum(n for (_, status), n in counts.items() if status == JobStatus.DEAD),
         )
 
-        table = metrics.function_runtime_list()
+        table = function_runtime_list()
         labels = ["queue", "func"]
         totals = {
             name: CounterMetricFamily(f"jobsite_jobs_{name}", help_text, labels=labels)
@@ -86,7 +88,7 @@ class JobsiteCollector(Collector):
 
 
 def _allowed(request: HttpRequest) -> bool:
-    token = settings.JOBSITE.get("METRICS_TOKEN") or ""
+    token = setting("METRICS_TOKEN") or ""
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())

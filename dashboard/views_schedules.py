@@ -16,15 +16,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from workers.conf import setting
-from workers.ordering import key_states
-from workers.schedules import (
+from workers.ordering.watchdog import key_states
+from workers.reads.schedules import schedule_list, schedulers_alive
+from workers.services.schedules import (
     ScheduleActionError,
     ScheduleNotFound,
-    schedule_list,
     schedule_pause,
     schedule_resume,
     schedule_run_now,
-    schedulers_alive,
 )
 
 from .access import operator_required, viewer_required
@@ -82,5 +81,5 @@ schedule_run_view = _action_view(schedule_run_now, "started a run now")
 @viewer_required
 def keys(request: HtmxHttpRequest) -> HttpResponse:
     template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
-    stall_timeout = setting("KEY_STALL_TIMEOUT", 30)
+    stall_timeout = setting("KEY_STALL_TIMEOUT")
     return render(request, template, {"keys": key_states(), "stall_timeout": stall_timeout})

@@ -6,7 +6,7 @@ so a test can make a job fail inside a real worker process.
 
 from __future__ import annotations
 
-from .connection import get_redis
+from workers.redis import connection as redis_connection
 
 FAULTS_KEY = "examples:faults"
 
@@ -32,14 +32,14 @@ class InjectedFault(RuntimeError):
 
 def fault_arm(*, name: str, times: int = 1, after: int = 0) -> None:
     """Make the next ``times`` passes through ``name`` fail, after letting ``after`` pass."""
-    get_redis().hset(FAULTS_KEY, mapping={f"{name}:times": times, f"{name}:after": after})
+    redis_connection().hset(FAULTS_KEY, mapping={f"{name}:times": times, f"{name}:after": after})
 
 
 def fault_disarm(*, name: str) -> None:
-    get_redis().hdel(FAULTS_KEY, f"{name}:times", f"{name}:after")
+    redis_connection().hdel(FAULTS_KEY, f"{name}:times", f"{name}:after")
 
 
 def fault_point(name: str, exc: type[Exception] = InjectedFault, message: str = "") -> None:
     """Raise ``exc`` if the point is armed; otherwise nothing happens."""
-    if get_redis().eval(_TAKE, 1, FAULTS_KEY, name):
+    if redis_connection().eval(_TAKE, 1, FAULTS_KEY, name):
         raise exc(message or f"injected fault at {name}")

@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from workers.api import job_enqueue
 from workers.models import JobOrigin
+from workers.redis import connection as redis_connection
 
 from .conf import example_setting
-from .connection import get_redis
 from .faults import fault_point
 from .models import (
     Article,
@@ -87,7 +87,7 @@ def article_view_record(*, article_id: int) -> None:
     if example_setting("PAGE_VIEWS_MODE") == "direct":
         Article.objects.filter(pk=article_id).update(views=F("views") + 1)
     else:
-        get_redis().hincrby(PENDING_KEY, str(article_id), 1)
+        redis_connection().hincrby(PENDING_KEY, str(article_id), 1)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def page_views_flush() -> FlushResult:
     written in the same transaction as the counts, makes applying a leftover flush twice a
     no-op. So a flush that dies anywhere loses nothing and counts nothing twice.
     """
-    redis = get_redis()
+    redis = redis_connection()
     flushes = views = articles = reapplied = 0
     for _ in range(2):  # a leftover flush first, then what is pending now
         raw_id, flat, leftover = redis.eval(_TAKE, 3, PENDING_KEY, FLUSHING_KEY, FLUSH_ID_KEY, uuid.uuid4().hex)
@@ -137,7 +137,7 @@ def page_views_pending(*, article_ids: Sequence[int]) -> dict[int, int]:
     if not article_ids:
         return {}
     fields = [str(i) for i in article_ids]
-    pipe = get_redis().pipeline(transaction=False)
+    pipe = redis_connection().pipeline(transaction=False)
     pipe.hmget(PENDING_KEY, fields)
     pipe.hmget(FLUSHING_KEY, fields)
     pending, flushing = pipe.execute()
@@ -227,7 +227,7 @@ def _smtp_check(address: str) -> None:
     domain = address.rpartition("@")[2].lower()
     if domain == REFUSING_DOMAIN:
         raise smtplib.SMTPRecipientsRefused({address: (550, b"5.1.1 mailbox unavailable")})
-    if domain == GREYLISTING_DOMAIN and get_redis().set(f"examples:greylist:{address}", 1, nx=True, ex=3600):
+    if domain == GREYLISTING_DOMAIN and redis_connection().set(f"examples:greylist:{address}", 1, nx=True, ex=3600):
         raise smtplib.SMTPRecipientsRefused({address: (451, b"4.7.1 greylisted, try again later")})
 
 

@@ -13,6 +13,9 @@ echo "== lint (ruff)"
 echo "== types (mypy)"
 .venv/bin/mypy
 
+echo "== import layers (import-linter)"
+.venv/bin/lint-imports --no-cache
+
 echo "== makemigrations --check"
 DJANGO_SETTINGS_MODULE=jobsite.settings.test $PY manage.py makemigrations --check --dry-run >/dev/null
 

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import connection
 from redis import Redis
 
-from workers.recorder import drain
-from workers.tracking import TrackingSimpleWorker, TrackingWorker
+from workers.recording.consumer import drain
+from workers.runtime.worker import TrackingSimpleWorker, TrackingWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_APPNAME = "jobsite-test-worker"  # application_name of a started worker's PostgreSQL sessions

@@ -18,7 +18,7 @@ from django.conf import settings  # noqa: E402
 from redis import Redis  # noqa: E402
 
 import tests.schedfuncs  # noqa: E402, F401  (registers the schedulable functions)
-from workers.schedules import schedules_fire_due  # noqa: E402
+from workers.scheduling.tick import schedules_fire_due  # noqa: E402
 
 
 def main(name: str) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -15,12 +14,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from . import events
+from . import conf, events
 from .conf import setting
 from .models import JobOrigin
-from .ordering import OrderingError, rate_limit_for
-from .retry import RetryPolicy, policy_for
-from .tracking import META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, TrackedJob
+from .ordering.keys import OrderingError, rate_limit_for
+from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY
+from .rq.job import TrackedJob
+from .rq.retry import RetryPolicy, policy_for
 
 # The queue object (and so one Redis connection pool) and default attempts per queue, per
 # process, rebuilt when settings change: django-rq's get_queue() builds a new Redis client
@@ -35,9 +35,9 @@ def _producer(queue: str) -> tuple[Queue, int]:
 
     # Keyed by the settings' values, not their identity: a queue's config edited in place
     # (a new Redis URL, another serializer) must give a new producer.
-    config = tuple(sorted((key, repr(value)) for key, value in settings.RQ_QUEUES[queue].items()))
-    jobsite = (id(settings.JOBSITE), repr(setting("RETRY")), repr(setting("QUEUE_RETRY", {})))
-    state = (config, jobsite, getattr(settings, "JOBSITE_SERIALIZER", None))
+    config = tuple(sorted((key, repr(value)) for key, value in conf.queue_config(queue).items()))
+    jobsite = (repr(setting("RETRY")), repr(setting("QUEUE_RETRY")))
+    state = (config, jobsite, conf.serializer())
     cached = _PRODUCERS.get(queue)
     if cached is None or cached[0] != state:
         rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
@@ -129,8 +129,8 @@ def job_enqueue(
     ``unique=True`` (with a ``job_id``) enqueues only if no job with that id exists in
     Redis, atomically; otherwise the push raises ``rq.exceptions.DuplicateJobError``.
     """
-    if queue not in settings.RQ_QUEUES:
-        raise EnqueueError(f"unknown queue {queue!r}; configured queues: {', '.join(settings.RQ_QUEUES)}")
+    if not conf.queue_is_configured(queue):
+        raise EnqueueError(f"unknown queue {queue!r}; configured queues: {', '.join(conf.queue_names())}")
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise EnqueueError(f"max_attempts must be a whole number >= 1, not {max_attempts!r}")
     if timeout is not None and (not isinstance(timeout, int) or timeout < 1):
@@ -171,7 +171,7 @@ def job_enqueue(
         timeout=timeout,
         meta=meta,
         job_id=job_id,
-        result_ttl=setting("RESULT_TTL", 3600),
+        result_ttl=setting("RESULT_TTL"),
         failure_ttl=setting("DEAD_JOB_TTL"),
         rate_limit=rate_limit,
     )
@@ -179,8 +179,7 @@ def job_enqueue(
         _ = job.data  # serialize now: an argument the serializer refuses is the producer's error
     except Exception as exc:
         raise EnqueueError(
-            f"the job's arguments cannot be serialized with {settings.JOBSITE_SERIALIZER!r}: "
-            f"{type(exc).__name__}: {exc}"
+            f"the job's arguments cannot be serialized with {conf.serializer()!r}: {type(exc).__name__}: {exc}"
         ) from exc
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 
@@ -210,5 +209,5 @@ def progress(done: float, total: float, message: str | None = None) -> None:
     if last == (percent, text):
         return  # nothing new to show: spare the stream
     job._jobsite_last_progress = (percent, text)  # type: ignore[attr-defined]
-    attempt = int(job.meta.get("jobsite_attempt", 1))
-    events.append(job.connection, {"e": events.PROGRESS, "id": job.id, "a": attempt, "p": percent, "m": text})
+    attempt = int(job.meta.get(META_ATTEMPT, 1))
+    events.append(job.connection, events.progress(job_id=job.id, attempt=attempt, percent=percent, message=text))

@@ -10,18 +10,15 @@ class WorkersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import admin_schedules  # noqa: F401  (registers the Schedule admin)
-
         checks.register(check_declared_schedules)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """`manage.py check` (and runserver) report a bad JOBSITE_SCHEDULES before the scheduler starts."""
-    from django.conf import settings
-
-    from .schedules import declared_schedule_errors
+    from .conf import declared_schedules
+    from .scheduling.validation import declared_schedule_errors
 
     return [
         checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
-        for problem in declared_schedule_errors(getattr(settings, "JOBSITE_SCHEDULES", []))
+        for problem in declared_schedule_errors(declared_schedules())
     ]

@@ -6,34 +6,7 @@ import bisect
 
 from django.db import models
 
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued"
-    SCHEDULED = "scheduled"
-    DEFERRED = "deferred"
-    STARTED = "started"
-    FINISHED = "finished"
-    RETRYING = "retrying"
-    DEAD = "dead"
-    CANCELED = "canceled"
-    STOPPED = "stopped"
-
-
-# Within one attempt a status never moves backwards: waiting < running < ended.
-STATUS_RANK = {
-    JobStatus.QUEUED: 0,
-    JobStatus.SCHEDULED: 0,
-    JobStatus.DEFERRED: 0,
-    JobStatus.STARTED: 1,
-    JobStatus.FINISHED: 2,
-    JobStatus.RETRYING: 2,
-    JobStatus.DEAD: 2,
-    JobStatus.CANCELED: 2,
-    JobStatus.STOPPED: 2,
-}
-WAITING_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED)
-RETRYABLE_STATUSES = (JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED)
+from .statuses import ENDED_STATUSES, OPEN_STATUSES, JobStatus
 
 
 class JobOrigin(models.TextChoices):
@@ -99,7 +72,7 @@ class JobRecord(models.Model):
             models.Index(
                 fields=["status", "queue", "discarded_at"],
                 name="jobrecord_open",
-                condition=models.Q(status__in=["queued", "scheduled", "deferred", "started", "retrying", "dead"]),
+                condition=models.Q(status__in=[str(s) for s in OPEN_STATUSES]),
             ),
         ]
         # Staff may look at the dashboard; acting on jobs and queues needs this too.
@@ -249,11 +222,6 @@ class Schedule(models.Model):
         if self.run_at:
             return f"once at {self.run_at:%Y-%m-%d %H:%M:%S %Z}"
         return "no trigger"
-
-    def clean(self) -> None:
-        from .schedules import schedule_validate
-
-        schedule_validate(self)
 
 
 class ScheduleRun(models.Model):

@@ -27,7 +27,3 @@ def schedulable_functions() -> dict[str, Callable[..., Any]]:
 
     autodiscover_modules("jobs")
     return dict(sorted(_SCHEDULABLE.items()))
-
-
-def is_schedulable(path: str) -> bool:
-    return path in schedulable_functions()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rq import get_current_job
 
-from workers.retry import policy_for
-from workers.tracking import META_ATTEMPT, META_MAX_ATTEMPTS
+from workers.redis import META_ATTEMPT, META_MAX_ATTEMPTS
+from workers.rq.retry import policy_for
 
 
 def current_job_id() -> str:

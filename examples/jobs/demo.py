@@ -10,8 +10,7 @@ import hashlib
 import time
 
 from workers import progress
-
-from ..connection import get_redis
+from workers.redis import connection as redis_connection
 
 
 def thumbnail_resize(image_id: int, width: int = 320) -> str:
@@ -28,8 +27,8 @@ def search_reindex(doc_id: int, seconds: float = 2.0) -> str:
 
 def webhook_deliver(delivery_id: str, failures: int = 1) -> str:
     """Transient failures: the partner answers 503 the first ``failures`` times, then 200."""
-    calls = get_redis().incr(f"examples:demo:webhook:{delivery_id}")
-    get_redis().expire(f"examples:demo:webhook:{delivery_id}", 3600)
+    calls = redis_connection().incr(f"examples:demo:webhook:{delivery_id}")
+    redis_connection().expire(f"examples:demo:webhook:{delivery_id}", 3600)
     if calls <= failures:
         raise ConnectionError(f"partner endpoint answered 503 Service Unavailable (call {calls})")
     return f"delivered after {calls} calls"
@@ -51,6 +50,6 @@ def report_render(report_id: int, steps: int = 10, step_seconds: float = 1.0) ->
 def ledger_apply(account_id: int, entry: int, cents: int) -> int:
     """Ordered (enqueued with key="account:<id>"): appends to the account's ledger in Redis."""
     key = f"examples:demo:ledger:{account_id}"
-    get_redis().rpush(key, f"{entry}:{cents}")
-    get_redis().expire(key, 24 * 3600)
-    return int(get_redis().incrby(f"{key}:balance", cents))
+    redis_connection().rpush(key, f"{entry}:{cents}")
+    redis_connection().expire(key, 24 * 3600)
+    return int(redis_connection().incrby(f"{key}:balance", cents))

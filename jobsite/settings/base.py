@@ -151,60 +151,19 @@ RQ_QUEUES = {
     for name in JOBSITE_QUEUES
 }
 RQ = {
-    "WORKER_CLASS": "workers.tracking.TrackingWorker",
-    "JOB_CLASS": "workers.tracking.TrackedJob",
-    "QUEUE_CLASS": "workers.tracking.TrackedQueue",
+    "WORKER_CLASS": "workers.runtime.worker.TrackingWorker",
+    "JOB_CLASS": "workers.rq.job.TrackedJob",
+    "QUEUE_CLASS": "workers.rq.queue.TrackedQueue",
     # Producers enqueue after the surrounding transaction commits.
     "COMMIT_MODE": "on_db_commit",
 }
 
 # --- jobsite --------------------------------------------------------------------------
+# Only what the environment sets: every other key of JOBSITE, with its default and what it
+# means, is in workers/conf.py (DEFAULTS); add a key here to change it.
 JOBSITE = {
-    # Default retry policy: attempts in all (first run included) and exponential backoff
-    # with jitter: delay(n) = min(cap, base * factor ** (n - 1)) * (1 ± jitter).
-    "RETRY": {"max_attempts": 3, "base": 5.0, "factor": 2.0, "cap": 3600.0, "jitter": 0.2},
-    # Per-queue overrides of any RETRY key, e.g. {"low": {"max_attempts": 5}}.
-    "QUEUE_RETRY": {},
-    # A worker that has not refreshed its liveness key for this long is dead; its started
-    # jobs are failed ("worker died") and retried or dead-lettered.
-    "WORKER_ALIVE_TTL": 10,
-    "WATCHDOG_INTERVAL": 3,
-    # How much of args, kwargs, results and messages is stored and shown.
-    "REPR_LIMIT": 2000,
-    "TRACEBACK_LIMIT": 20000,
-    # Dead jobs keep their RQ payload in Redis this long, so they can be retried.
-    "DEAD_JOB_TTL": 90 * 24 * 3600,
-    "RECORDER_BATCH": 500,
-    # Ordered jobs (enqueue(..., key="post:42")): a key whose holder is lost (queued in no
-    # queue, granted but never queued, no holder while jobs wait) for this long is
-    # re-driven by the key watchdog. Per key class ("post" of "post:42"): "on_dead":
-    # "release" (default: the next job runs) or "block" (wait for a retry or discard).
-    "KEY_STALL_TIMEOUT": 30,
-    "KEY_CLASSES": {},
-    # Concurrency limits by name: enqueue(..., limit="smtp") runs at most N at once.
-    "LIMITS": {},
-    # How often `run_scheduler` looks for due schedules, and how late a due time may be
-    # and still count as on time (catch_up="skip" drops runs later than this).
-    "SCHEDULER_INTERVAL": 1.0,
-    "SCHEDULE_GRACE": 60,
-    # Log lines kept per job attempt (captured while the job runs; the rest are counted).
-    "LOG_LINES_LIMIT": 200,
-    # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
-    # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
-    "MAINTENANCE_INTERVAL": 30,
-    # A worker's recorder waits this long (seconds) after a small batch, so that events
-    # gather into fewer, larger transactions: records lag the truth by about this much.
-    "RECORDER_PAUSE": 0.2,
-    # Retention (`manage.py prune_jobs`, run daily by the "prune job history" schedule):
-    # ended job records older than this many days are deleted with their errors; dead
-    # letters stay until an operator retries or discards them (or --include-dead).
     "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
-    # Per-minute roll-ups older than this are deleted; the all-time row per queue and
-    # function the recorder keeps beside them stays, so /metrics totals never go down.
     "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
-    "PRUNE_BATCH": 5000,
-    # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
-    # only requests from this machine (loopback) are answered.
     "METRICS_TOKEN": os.environ.get("JOBSITE_METRICS_TOKEN", ""),
 }
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ROOT, create_operator, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
-from workers.recorder import drain
+from workers.recording.consumer import drain
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect

@@ -103,7 +103,7 @@ def test_retry_button_reruns_a_dead_job_and_a_double_click_retries_once(staff_cl
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_a_waiting_job_and_run_a_finished_one_again(staff_client, run_burst):
-    from workers.recorder import drain
+    from workers.recording.consumer import drain
 
     waiting = enqueue("tests.jobfuncs.add", 1, 1, queue="low")
     drain()
@@ -135,8 +135,8 @@ def test_an_action_that_does_not_fit_the_state_says_why(staff_client):
 def test_live_panel_keeps_polling_until_the_recorder_has_caught_up_with_rq(htmx_client, run_burst):
     from django_rq import get_worker
 
-    from workers.recorder import drain
-    from workers.tracking import TrackingSimpleWorker
+    from workers.recording.consumer import drain
+    from workers.runtime.worker import TrackingSimpleWorker
 
     job = enqueue("tests.jobfuncs.flaky", "lag", 1, max_attempts=1)
     run_burst(simple=True)

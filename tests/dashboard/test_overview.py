@@ -11,7 +11,7 @@ from tests.conftest import wait_for
 from tests.factories import JobMetricFactory, JobRecordFactory
 from workers import enqueue
 from workers.models import JobStatus
-from workers.selectors import rollup_get, throughput_series_get
+from workers.reads.rollups import rollup_get
 
 pytestmark = pytest.mark.django_db
 
@@ -53,10 +53,10 @@ def test_hour_series_has_a_bucket_per_minute_with_empty_ones(db):
     minute = now.replace(second=0)
     JobMetricFactory(minute=minute - timedelta(minutes=2), finished=4, failed=1)
     JobMetricFactory(minute=minute - timedelta(minutes=2), func="b", finished=1)
-    series = throughput_series_get(window="hour", now=now)
+    series = rollup_get(window="hour", now=now).series
     assert len(series) == 60 and series[-1].start == minute
     assert [(b.finished, b.failed) for b in series[-3:]] == [(5, 1), (0, 0), (0, 0)]
-    day = throughput_series_get(window="day", now=now)
+    day = rollup_get(window="day", now=now).series
     hour_of_it = (minute - timedelta(minutes=2)).replace(
         minute=0
     )  # the last bucket, or (just past an hour) the one before

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
-from workers.recorder import drain
+from workers.recording.consumer import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,9 +13,10 @@ from rq import Queue
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from workers import enqueue
 from workers.models import Schedule
-from workers.ordering import KEYS_ZSET
-from workers.recorder import drain
-from workers.schedules import schedule_save, schedules_fire_due
+from workers.recording.consumer import drain
+from workers.redis import KEYS_ZSET
+from workers.scheduling.sync import schedule_save
+from workers.scheduling.tick import schedules_fire_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

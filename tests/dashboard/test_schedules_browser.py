@@ -8,7 +8,7 @@ import pytest
 
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from workers.models import Schedule
-from workers.schedules import schedule_save
+from workers.scheduling.sync import schedule_save
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect

@@ -7,8 +7,8 @@ import django_rq
 import pytest
 from django.conf import settings
 
-from workers.recorder import drain
-from workers.tracking import TrackingSimpleWorker
+from workers.recording.consumer import drain
+from workers.runtime.worker import TrackingSimpleWorker
 
 
 @pytest.fixture

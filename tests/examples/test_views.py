@@ -64,7 +64,7 @@ def test_rerunning_a_failed_page_queues_a_new_job(staff_client, django_capture_o
     page.refresh_from_db()
     assert (page.stage, page.status) == (EtlPage.Stage.EXTRACT, EtlPage.Status.QUEUED)
     assert page.job_id
-    from workers.recorder import drain
+    from workers.recording.consumer import drain
 
     drain()
     assert JobRecord.objects.get(job_id=page.job_id).func == "examples.jobs.etl.etl_page_process"

@@ -17,7 +17,7 @@ from alerts.models import Alert
 from tests.security.routes import route
 from workers import enqueue
 from workers.models import JobRecord
-from workers.tracking import redis_connection
+from workers.redis import connection as redis_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import pytest
 
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from workers.models import Schedule, ScheduleSource
-from workers.schedules import schedule_save, schedules_sync
+from workers.scheduling.sync import schedule_save, schedules_sync
 
 pytestmark = pytest.mark.django_db
 

@@ -6,14 +6,14 @@ import json
 import zlib
 
 import pytest
-from django.conf import settings
 from rq import Queue
 
 from tests.conftest import wait_for
 from workers import enqueue
 from workers.api import EnqueueError
+from workers.conf import setting
 from workers.models import JobRecord, JobStatus
-from workers.tracking import redis_connection
+from workers.redis import connection as redis_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ def test_ten_megabyte_arguments_are_truncated_in_storage(run_burst):
     record = JobRecord.objects.get(job_id=job.id)
     assert record.status == JobStatus.FINISHED
     assert record.result_repr == str(TEN_MB)  # the job itself got all of it
-    limit = settings.JOBSITE["REPR_LIMIT"]
+    limit = setting("REPR_LIMIT")
     assert len(record.args_repr) < limit + 60
     assert record.args_repr.startswith("('xxxx")
     assert record.args_repr.endswith(f"… [{TEN_MB + 5 - limit} more characters]")

@@ -10,7 +10,7 @@ from rq import Queue
 from tests.conftest import wait_for
 from workers import enqueue
 from workers.models import JobError, JobMetric, JobRecord, JobStatus
-from workers.retry import RetryPolicy
+from workers.rq.retry import RetryPolicy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +35,7 @@ def test_success_is_recorded_with_worker_timings_and_result(run_burst, simple):
 
 
 def test_queued_job_is_recorded_before_any_worker_runs(transactional_db):
-    from workers.recorder import drain
+    from workers.recording.consumer import drain
 
     job = enqueue("tests.jobfuncs.add", 1, 1, queue="low")
     drain()
@@ -117,7 +117,7 @@ def test_progress_reported_by_the_job_is_recorded(run_burst):
 def test_delayed_job_is_scheduled_with_its_due_time(transactional_db):
     from datetime import timedelta
 
-    from workers.recorder import drain
+    from workers.recording.consumer import drain
 
     job = enqueue("tests.jobfuncs.add", 1, 2, delay=timedelta(minutes=5))
     drain()
@@ -131,8 +131,9 @@ def test_jobs_the_scheduler_queues_are_recorded_queued_before_they_start(run_bur
     import time
     from datetime import timedelta
 
-    from workers.recorder import drain
-    from workers.tracking import TrackedQueue, WorkerScheduler
+    from workers.recording.consumer import drain
+    from workers.rq.queue import TrackedQueue
+    from workers.rq.scheduler import WorkerScheduler
 
     retry = enqueue("tests.jobfuncs.flaky", "due-retry", 1, max_attempts=2)
     later = enqueue("tests.jobfuncs.add", 4, 4, delay=timedelta(seconds=1))

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from workers import enqueue
-from workers.metrics import function_runtime_list, metric_rates, metric_series, runtime_percentile
 from workers.models import RUNTIME_BUCKET_FIELDS, RUNTIME_BUCKETS, JobMetric, JobRecord, runtime_bucket
+from workers.reads.rollups import function_runtime_list, metric_rates, rollup_get, runtime_percentile
 
 
 @pytest.mark.django_db(transaction=True)
@@ -64,18 +64,17 @@ def test_rates_and_chart_series_count_what_finished_and_failed(run_burst):
     assert (rates["high"].finished, rates["high"].failure_rate) == (0, None)
     assert rates["low"].finished == 1
 
-    series = metric_series(since=since, step_minutes=1)
-    # One zero-filled point per minute, from the window's first minute up to now.
-    assert series[0].minute == since.replace(second=0, microsecond=0)
-    assert all(b.minute - a.minute == timedelta(minutes=1) for a, b in zip(series, series[1:], strict=False))
-    assert series[-1].minute <= timezone.now() < series[-1].minute + timedelta(minutes=1)
+    series = rollup_get(window="hour").series
+    # One zero-filled bucket per minute of the last hour, the current minute last.
+    assert len(series) == 60
+    assert all(b.start - a.start == timedelta(minutes=1) for a, b in zip(series, series[1:], strict=False))
+    assert series[-1].start <= timezone.now() < series[-1].start + timedelta(minutes=1)
     assert sum(p.finished for p in series) == 5
     assert sum(p.dead for p in series) == 1
-    assert sum(p.finished for p in metric_series(since=since, queue="low")) == 1
-    coarse = metric_series(since=since, step_minutes=5)
-    assert coarse[0].minute == since.replace(second=0, microsecond=0)
-    assert all(b.minute - a.minute == timedelta(minutes=5) for a, b in zip(coarse, coarse[1:], strict=False))
-    assert sum(p.finished for p in coarse) == 5
+    assert sum(p.finished for p in rollup_get(window="hour", queue="low").series) == 1
+    day = rollup_get(window="day").series
+    assert all(b.start - a.start == timedelta(hours=1) for a, b in zip(day, day[1:], strict=False))
+    assert sum(p.finished for p in day) == 5
 
 
 def test_percentile_interpolates_inside_a_bucket_like_prometheus():

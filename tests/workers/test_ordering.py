@@ -14,9 +14,11 @@ from tests.conftest import wait_for
 from workers import enqueue
 from workers.api import EnqueueError
 from workers.models import JobRecord, JobStatus
-from workers.ordering import KEYS_ZSET, holder_key, key_states, keys_watchdog
-from workers.recorder import drain
-from workers.services import dead_letter_discard, job_cancel
+from workers.ordering.keys import holder_key
+from workers.ordering.watchdog import key_states, keys_watchdog
+from workers.recording.consumer import drain
+from workers.redis import KEYS_ZSET
+from workers.services.jobs import dead_letter_discard, job_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from workers.models import JobError, JobMetric, JobRecord, JobStatus
-from workers.recorder import apply_events
+from workers.recording.apply import apply_events
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +69,8 @@ def test_progress_applies_only_to_the_running_attempt():
 
 def test_an_event_the_recorder_cannot_apply_is_set_aside_and_the_rest_applied(redis_conn):
     from workers import events
-    from workers.recorder import POISON_KEY, Recorder
+    from workers.recording.consumer import Recorder
+    from workers.redis import UNAPPLIED_KEY as POISON_KEY
 
     t = time.time()
     events.append(redis_conn, {"e": "no-such-status", "id": "bad", "a": 1, "t": t, "q": "default", "f": "x.y"})
@@ -85,7 +86,7 @@ def test_an_event_the_recorder_cannot_apply_is_set_aside_and_the_rest_applied(re
 
 def test_a_recorder_makes_its_group_again_when_redis_lost_it(redis_conn):
     from workers import events
-    from workers.recorder import Recorder
+    from workers.recording.consumer import Recorder
 
     recorder = Recorder(redis_conn, name="t")
     assert recorder.step() == 0  # the group exists now

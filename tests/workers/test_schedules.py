@@ -18,18 +18,12 @@ import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from tests.conftest import ROOT, database_url, wait_for
 from workers.apps import check_declared_schedules
 from workers.models import CatchUp, JobOrigin, JobRecord, Schedule, ScheduleRun, ScheduleSource
-from workers.recorder import drain
-from workers.schedules import (
-    ScheduleNotFound,
-    schedule_list,
-    schedule_pause,
-    schedule_resume,
-    schedule_run_now,
-    schedule_save,
-    schedule_validate,
-    schedules_fire_due,
-    schedules_sync,
-)
+from workers.reads.schedules import schedule_list
+from workers.recording.consumer import drain
+from workers.scheduling.sync import schedule_save, schedules_sync
+from workers.scheduling.tick import schedules_fire_due
+from workers.scheduling.validation import schedule_validate
+from workers.services.schedules import ScheduleNotFound, schedule_pause, schedule_resume, schedule_run_now
 
 TICK = "tests.schedfuncs.tick"
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from django.conf import settings
 from workers import enqueue
 from workers.api import EnqueueError
 from workers.models import JobRecord, JobStatus
-from workers.recorder import drain
-from workers.services import JobNotFound, JobStateError, dead_letter_discard, job_cancel, job_retry
-from workers.tracking import TrackedQueue
+from workers.recording.consumer import drain
+from workers.rq.queue import TrackedQueue
+from workers.services.jobs import JobNotFound, JobStateError, dead_letter_discard, job_cancel, job_retry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,7 +64,10 @@ def test_unknown_job_ids_are_refused_by_every_service(service, bad_id):
 
 
 def test_discard_takes_a_dead_letter_off_the_list_but_keeps_its_record(run_burst, redis_conn):
-    from workers.selectors import dead_letter_count
+    from workers.reads.jobs import JobFilter, job_queryset
+
+    def dead_letter_count() -> int:  # what the dead-letter list counts
+        return job_queryset(filters=JobFilter(status=JobStatus.DEAD)).count()
 
     record = _dead_flaky(run_burst, "discard-me")
     assert dead_letter_count() == 1

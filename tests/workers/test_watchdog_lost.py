@@ -6,8 +6,8 @@ import pytest
 
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
-from workers.recorder import drain
-from workers.watchdog import lost_jobs_requeue
+from workers.recording.consumer import drain
+from workers.runtime.watchdog import lost_jobs_requeue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +45,7 @@ def test_a_retry_popped_by_a_dying_worker_is_put_back_too(redis_conn, run_burst)
 
     from rq.scheduler import RQScheduler
 
-    from workers.tracking import TrackedQueue
+    from workers.rq.queue import TrackedQueue
 
     job = enqueue("tests.jobfuncs.flaky", "lost-retry", 1, max_attempts=2)
     run_burst()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.services_retention import job_prune, metric_prune, parse_age
+from workers.services.retention import parse_age, retention_apply
 
 
 class Command(BaseCommand):
@@ -27,19 +26,16 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="Rows per delete (default PRUNE_BATCH).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        text = options["older_than"] or f"{settings.JOBSITE['RETENTION_DAYS']}d"
-        try:
-            age = parse_age(text)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        if age.total_seconds() <= 0:
-            raise CommandError("--older-than must be more than zero")
+        if options["older_than"] is not None:
+            try:
+                age = parse_age(options["older_than"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            if age.total_seconds() <= 0:
+                raise CommandError("--older-than must be more than zero")
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        result = job_prune(older_than=age, include_dead=options["include_dead"], batch_size=options["batch_size"])
-        minutes = metric_prune(older_than=parse_age(f"{settings.JOBSITE['METRIC_RETENTION_DAYS']}d"))
-        kept = "" if options["include_dead"] else " (dead letters kept)"
-        self.stdout.write(
-            f"deleted {result.records} job records and {result.errors} errors older than {text} "
-            f"in {result.batches} batches{kept}; deleted {minutes} roll-up minutes (all-time totals kept)"
+        result = retention_apply(
+            older_than=options["older_than"], include_dead=options["include_dead"], batch_size=options["batch_size"]
         )
+        self.stdout.write(result.summary())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from workers.conf import setting
-from workers.recorder import Recorder
-from workers.tracking import redis_connection
+from workers.recording.consumer import Recorder
+from workers.redis import new_connection
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         recorder = Recorder(
-            redis_connection(),
+            new_connection(),
             name=f"record_events:{socket.gethostname()}:{id(self)}",
             batch_size=setting("RECORDER_BATCH"),
         )
@@ -30,25 +30,7 @@ class Command(BaseCommand):
             applied = recorder.drain()
             self.stdout.write(f"applied {applied} events")
             return
-        stopping = False
-
-        def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        last_claim = 0.0
-        while not stopping:
-            try:
-                if time.monotonic() - last_claim > 5:
-                    recorder.claim_stale()
-                    last_claim = time.monotonic()
-                applied = recorder.step(block_ms=1000)
-                if 0 < applied < recorder.batch_size:
-                    # Let events gather: fewer, larger transactions cost the machine (and
-                    # the workers beside this process) far less per job.
-                    time.sleep(setting("RECORDER_PAUSE", 0.2))
-            except Exception as exc:  # the database or Redis is away: keep trying
-                self.stderr.write(f"record_events: {exc!r}; retrying")
-                time.sleep(1)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        recorder.run(stop, block_ms=1000)

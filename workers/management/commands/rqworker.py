@@ -12,11 +12,11 @@ class Command(DjangoRQWorkerCommand):
     help = "Run a jobsite worker: tracked jobs, retries, the event recorder and RQ's scheduler."
 
     def add_arguments(self, parser: Any) -> None:
-        from django.conf import settings
+        from workers.conf import serializer
 
         super().add_arguments(parser)
         # Read payloads with the serializer producers write them with (JOBSITE_SERIALIZER).
-        parser.set_defaults(serializer=settings.JOBSITE_SERIALIZER)
+        parser.set_defaults(serializer=serializer())
         parser.add_argument(
             "--without-scheduler",
             action="store_true",
@@ -34,15 +34,15 @@ class Command(DjangoRQWorkerCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
+        from workers.conf import queue_names
 
         if not args:
-            args = tuple(settings.JOBSITE_QUEUES)  # all queues, in priority order
+            args = tuple(queue_names())  # all queues, in priority order
         options["with_scheduler"] = not options["without_scheduler"]
         if options["simple"] and not options.get("worker_class"):
-            options["worker_class"] = "workers.tracking.TrackingSimpleWorker"
+            options["worker_class"] = "workers.runtime.worker.TrackingSimpleWorker"
         if options["no_recorder"]:
-            from workers import tracking
+            from workers.runtime.worker import TrackingMixin
 
-            tracking._TrackingMixin.run_recorder = False
+            TrackingMixin.run_recorder = False
         super().handle(*args, **options)

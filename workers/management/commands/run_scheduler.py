@@ -13,8 +13,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from workers.conf import setting
-from workers.schedules import scheduler_heartbeat, schedulers_alive, schedules_fire_due, schedules_sync
-from workers.tracking import redis_connection
+from workers.reads.schedules import schedulers_alive
+from workers.redis import SCHEDULER_HEARTBEAT_KEY
+from workers.redis import connection as redis_connection
+from workers.scheduling.sync import schedules_sync
+from workers.scheduling.tick import scheduler_heartbeat, schedules_fire_due
 
 
 class Command(BaseCommand):
@@ -37,7 +40,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        interval = float(setting("SCHEDULER_INTERVAL", 1.0))
+        interval = float(setting("SCHEDULER_INTERVAL"))
         scheduler_heartbeat(connection, name)
         others = [n for n in schedulers_alive(connection) if n != name]
         self.stdout.write(f"scheduler {name} started" + (f" beside {', '.join(others)}" if others else ""))
@@ -53,4 +56,4 @@ class Command(BaseCommand):
             if options["once"]:
                 break
             stop.wait(interval)
-        connection.delete(f"jobsite:scheduler:{name}")
+        connection.delete(SCHEDULER_HEARTBEAT_KEY.format(name))

@@ -1,4 +1,4 @@
-"""Ordered (keyed) jobs, concurrency limits and the stuck-key watchdog.
+"""Ordered (keyed) jobs and concurrency limits.
 
 Ordering: each key has a *holder* (the one job allowed onto an RQ queue) and a FIFO
 *waiting* list. Enqueueing a keyed job and handing the key to the next job are each one
@@ -19,28 +19,31 @@ worker died between popping it and starting it), a key with waiting jobs and no 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.rate_limit import RateLimit, RateLimitRegistry
+from rq.rate_limit import RateLimit
 from rq.utils import now, utcformat
 
-from . import events
-from .conf import setting
-from .models import JobStatus
+from .. import events
+from ..conf import setting
+from ..redis import (
+    HASH_NEXT_ATTEMPT,
+    KEY_HOLDER_KEY,
+    KEY_WAITING_KEY,
+    KEYS_SUSPECT_HASH,
+    KEYS_ZSET,
+    META_KEY,
+    STREAM_KEY,
+)
+from ..statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
-KEYS_ZSET = "jobsite:keys"  # key -> epoch seconds of its last progress (acquired or handed on)
-SUSPECT_HASH = "jobsite:keys:suspect"  # key -> JSON {holder, state, since}: seen stuck, not yet re-driven
-WATCHDOG_LOCK = "jobsite:keys:watchdog"
-META_ATTEMPT_NEXT = "jobsite_a"  # job hash field: the attempt a promotion's queued event belongs to
 QUEUE_PREFIX = Queue.redis_queue_namespace_prefix
 
 # KEYS: holder, waiting, keys zset, job hash, queue list, event stream
@@ -95,7 +98,7 @@ while true do
         redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
         redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', ARGV[4])
         redis.call('RPUSH', ARGV[6] .. f[2], nxt)
-        local event = {e = 'queued', id = nxt, a = tonumber(f[3]) or 1, t = tonumber(ARGV[3]), q = f[2]}
+        local event = %(promoted_event)s
         redis.call('XADD', KEYS[4], '*', 'd', cjson.encode(event))
         return nxt
     end
@@ -121,7 +124,7 @@ redis.call('HDEL', KEYS[7], ARGV[2])
 redis.call('HSET', KEYS[4], 'status', 'queued', 'enqueued_at', ARGV[4])
 redis.call('RPUSH', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-local event = {e = 'queued', id = ARGV[1], a = tonumber(f[3]) or 1, t = tonumber(ARGV[3]), q = f[2]}
+local event = %(redriven_event)s
 redis.call('XADD', KEYS[3], '*', 'd', cjson.encode(event))
 return 1
 """
@@ -132,11 +135,11 @@ class OrderingError(ValueError):
 
 
 def holder_key(key: str) -> str:
-    return f"jobsite:key:{key}:holder"
+    return KEY_HOLDER_KEY.format(key)
 
 
 def waiting_key(key: str) -> str:
-    return f"jobsite:key:{key}:waiting"
+    return KEY_WAITING_KEY.format(key)
 
 
 def key_class(key: str) -> str:
@@ -146,7 +149,7 @@ def key_class(key: str) -> str:
 
 def blocks_on_dead(key: str) -> bool:
     """Does a dead-lettered job keep its key blocked (until retried or discarded)?"""
-    options = setting("KEY_CLASSES", {}).get(key_class(key), {})
+    options = setting("KEY_CLASSES").get(key_class(key), {})
     return options.get("on_dead", "release") == "block"
 
 
@@ -154,7 +157,7 @@ def rate_limit_for(limit: str | tuple[str, int] | list[Any] | None) -> RateLimit
     """``"smtp"`` (declared in JOBSITE["LIMITS"]) or ``("smtp", 3)`` -> RQ's RateLimit."""
     if limit is None:
         return None
-    declared = setting("LIMITS", {})
+    declared = setting("LIMITS")
     if isinstance(limit, str):
         if limit not in declared:
             known = ", ".join(sorted(declared)) or "none declared"
@@ -177,11 +180,20 @@ def _scripts(connection: Redis) -> dict[str, Any]:
     return cached
 
 
+# The events the scripts write take their field names from workers.events.
+_RELEASE = _RELEASE.replace(
+    "%(promoted_event)s",
+    events.lua_queued_event(job_id="nxt", attempt="tonumber(f[3]) or 1", moment="tonumber(ARGV[3])", queue="f[2]"),
+)
+_REDRIVE = _REDRIVE.replace(
+    "%(redriven_event)s",
+    events.lua_queued_event(job_id="ARGV[1]", attempt="tonumber(f[3]) or 1", moment="tonumber(ARGV[3])", queue="f[2]"),
+)
 _SCRIPTS = {"enqueue": _ENQUEUE, "release": _RELEASE, "redrive": _REDRIVE}
 
 
 def _event(job: Any, status: str) -> str:
-    return events.encode({"e": status, "id": job.id, "a": job.attempt + 1, **job.descriptor()})["d"]
+    return events.encode(job.waiting_event(status))["d"]
 
 
 def key_enqueue(queue: Queue, job: Any, *, at_front: bool = False) -> Any:
@@ -190,7 +202,7 @@ def key_enqueue(queue: Queue, job: Any, *, at_front: bool = False) -> Any:
     The job is saved and placed in one MULTI, so a releaser never finds a waiting id
     without its job, and nothing is half-enqueued if this process dies.
     """
-    key = job.meta["jobsite_key"]
+    key = job.meta[META_KEY]
     if job.has_rate_limit:
         raise OrderingError("a job cannot have both key= and limit=: a key already runs one job at a time")
     connection = queue.connection
@@ -202,9 +214,9 @@ def key_enqueue(queue: Queue, job: Any, *, at_front: bool = False) -> Any:
         pipe.sadd(queue.redis_queues_keys, queue.key)
         job.save(pipeline=pipe)
         job.cleanup(ttl=job.ttl, pipeline=pipe)
-        pipe.hset(job.key, META_ATTEMPT_NEXT, job.attempt + 1)
+        pipe.hset(job.key, HASH_NEXT_ATTEMPT, job.attempt + 1)
         script(
-            keys=[holder_key(key), waiting_key(key), KEYS_ZSET, job.key, queue.key, events.STREAM_KEY],
+            keys=[holder_key(key), waiting_key(key), KEYS_ZSET, job.key, queue.key, STREAM_KEY],
             args=[job.id, key, time.time(), utcformat(moment), _event(job, "queued"), _event(job, "deferred")],
             client=pipe,
         )
@@ -223,7 +235,7 @@ def key_release(connection: Redis, key: str, job_id: str = "", *, if_status: str
     False when ``job_id`` did not hold the key (someone already handed it on).
     """
     result = _scripts(connection)["release"](
-        keys=[holder_key(key), waiting_key(key), KEYS_ZSET, events.STREAM_KEY, SUSPECT_HASH],
+        keys=[holder_key(key), waiting_key(key), KEYS_ZSET, STREAM_KEY, KEYS_SUSPECT_HASH],
         args=[job_id, key, time.time(), utcformat(now()), Job.redis_job_namespace_prefix, QUEUE_PREFIX, if_status],
     )
     if result is None:
@@ -234,7 +246,7 @@ def key_release(connection: Redis, key: str, job_id: str = "", *, if_status: str
 
 def key_job_ended(job: Job, *, status: str) -> None:
     """Called by a jobsite worker once a keyed job's outcome is committed."""
-    key = job.meta.get("jobsite_key")
+    key = job.meta.get(META_KEY)
     if not key or status == JobStatus.RETRYING:
         return  # a retrying job keeps its key: the next attempt comes before later jobs
     if status in (JobStatus.DEAD, JobStatus.STOPPED) and blocks_on_dead(key):
@@ -245,163 +257,3 @@ def key_job_ended(job: Job, *, status: str) -> None:
     except Exception:
         # The watchdog hands the key on when it sees the ended holder.
         log.exception("could not hand on key %s after job %s; the key watchdog will", key, job.id)
-
-
-@dataclass(frozen=True)
-class KeyState:
-    key: str
-    holder: str
-    holder_status: str
-    waiting: int
-    idle_seconds: float
-    state: str  # running | queued | retrying | limited | blocked | stalled | free
-    note: str
-
-    @property
-    def is_stalled(self) -> bool:
-        return self.state in ("stalled", "blocked")
-
-
-_HEALTHY = {
-    "started": ("running", ""),
-    "scheduled": ("retrying", "waiting for its next attempt"),
-    "rate_limited": ("limited", "waiting for a slot of its limit"),
-}
-
-
-# LPOS is linear in the queue's length: look for at most this many queued holders per
-# pass, and only for keys idle longer than the stall timeout.
-MAX_QUEUE_SCANS = 100
-
-
-def _inspect(connection: Redis, entries: list[tuple[str, float]], moment: float) -> list[tuple[KeyState, str]]:
-    """Each key's state plus the action the watchdog would take: '', release, redrive, orphan."""
-    stall_timeout = float(setting("KEY_STALL_TIMEOUT", 30))
-    scans = 0
-    with connection.pipeline(transaction=False) as pipe:
-        for key, _score in entries:
-            pipe.get(holder_key(key))
-            pipe.llen(waiting_key(key))
-        raw = pipe.execute()
-    holders = [h.decode() if h else "" for h in raw[0::2]]
-    waiting = [int(n) for n in raw[1::2]]
-    with connection.pipeline(transaction=False) as pipe:
-        for holder in holders:
-            pipe.hmget(Job.key_for(holder) if holder else "jobsite:none", "status", "origin")
-        fields = pipe.execute()
-    out: list[tuple[KeyState, str]] = []
-    for (key, score), holder, count, (status_raw, origin_raw) in zip(entries, holders, waiting, fields, strict=True):
-        status = status_raw.decode() if status_raw else ""
-        origin = origin_raw.decode() if origin_raw else ""
-        idle = max(moment - score, 0.0)
-        action = ""
-        if not holder:
-            state, note = ("stalled", "jobs wait but no job holds the key") if count else ("free", "")
-            action = "orphan" if count else "forget"
-        elif not status:
-            state, note, action = "stalled", "its holder job no longer exists", "release"
-        elif status in ("finished", "canceled"):
-            state, note, action = "stalled", f"its holder is {status} but did not hand the key on", "release"
-        elif status in ("failed", "stopped"):
-            if blocks_on_dead(key):
-                state, note = "blocked", f"holder is {'dead' if status == 'failed' else status}: retry or discard it"
-            else:
-                state, note, action = "stalled", f"its holder is {status} but did not hand the key on", "release"
-        elif status == "queued" and (idle < stall_timeout or scans >= MAX_QUEUE_SCANS):
-            state, note = "queued", ""
-        elif status == "queued":
-            scans += 1
-            in_queue = connection.lpos(QUEUE_PREFIX + origin, holder) is not None
-            in_flight = connection.lpos(f"{QUEUE_PREFIX}{origin}:intermediate", holder) is not None
-            if in_queue or in_flight:
-                state, note = "queued", ""
-            else:
-                state, note, action = "stalled", "its holder is queued but in no queue (lost by a worker)", "redrive"
-        elif status == "deferred":
-            state, note, action = "stalled", "its holder was granted the key but never queued", "redrive"
-        else:
-            state, note = _HEALTHY.get(status, ("running", status))
-        out.append((KeyState(key, holder, status, count, idle, state, note), action))
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _keys_by_age(connection: Redis, count: int) -> list[tuple[str, float]]:
-    """Keys with work, longest without progress first, with the epoch of their last progress."""
-    entries: Any = connection.zrange(KEYS_ZSET, 0, count - 1, withscores=True)
-    return [(_text(key), float(score)) for key, score in entries]
-
-
-def key_states(*, limit: int = 200, connection: Redis | None = None) -> list[KeyState]:
-    """Keys with work (held or waiting), stalled ones first, then the longest idle."""
-    from .tracking import redis_connection
-
-    connection = connection or redis_connection()
-    entries = _keys_by_age(connection, limit)
-    states = [state for state, _action in _inspect(connection, entries, time.time()) if state.state != "free"]
-    return sorted(states, key=lambda s: (not s.is_stalled, -s.idle_seconds))
-
-
-def keys_watchdog(connection: Redis, *, moment: float | None = None, exclusive: bool = True) -> int:
-    """One watchdog pass; returns how many keys it moved on.
-
-    ``exclusive``: skip the pass when another worker ran one within the interval (every
-    worker's companion calls this; one pass per interval is enough).
-    """
-    interval = float(setting("WATCHDOG_INTERVAL", 3))
-    if exclusive and not connection.set(WATCHDOG_LOCK, 1, nx=True, px=max(int(interval * 900), 100)):
-        return 0
-    moment = time.time() if moment is None else moment
-    for registry in RateLimitRegistry.all(connection):
-        registry.cleanup()  # frees slots of jobs that died or were dead-lettered by our watchdog
-    timeout = float(setting("KEY_STALL_TIMEOUT", 30))
-    entries = _keys_by_age(connection, 1000)
-    raw_suspects: Any = connection.hgetall(SUSPECT_HASH)
-    suspects: dict[str, dict[str, Any]] = {_text(k): json.loads(v) for k, v in raw_suspects.items()}
-    moved = 0
-    for state, action in _inspect(connection, entries, moment):
-        if action == "forget":
-            connection.zrem(KEYS_ZSET, state.key)
-        elif action == "release":
-            # The holder is over: hand the key on now (a late release by its worker is a no-op).
-            ended = state.holder_status or "missing"
-            released, _promoted = key_release(connection, state.key, state.holder, if_status=ended)
-            if released:
-                log.warning("key watchdog: key %s moved on (%s)", state.key, state.note)
-                moved += 1
-        elif action in ("redrive", "orphan"):
-            seen = suspects.get(state.key)
-            if not seen or seen["holder"] != state.holder or seen["status"] != state.holder_status:
-                seen = {"holder": state.holder, "status": state.holder_status, "since": moment}
-                connection.hset(SUSPECT_HASH, state.key, json.dumps(seen))
-            elif moment - seen["since"] >= timeout:
-                if _redrive(connection, state, action):
-                    log.warning("key watchdog: key %s re-driven after %.0f s (%s)", state.key, timeout, state.note)
-                    moved += 1
-        elif state.key in suspects:
-            connection.hdel(SUSPECT_HASH, state.key)
-    return moved
-
-
-def _redrive(connection: Redis, state: KeyState, action: str) -> bool:
-    if action == "orphan":
-        return key_release(connection, state.key, "")[0]
-    origin = _text(connection.hget(Job.key_for(state.holder), "origin") or b"")
-    queue_key = QUEUE_PREFIX + origin
-    return bool(
-        _scripts(connection)["redrive"](
-            keys=[
-                holder_key(state.key),
-                KEYS_ZSET,
-                events.STREAM_KEY,
-                Job.key_for(state.holder),
-                queue_key,
-                f"{queue_key}:intermediate",
-                SUSPECT_HASH,
-            ],
-            args=[state.holder, state.key, time.time(), utcformat(now()), state.holder_status],
-        )
-    )

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
-PAUSED_KEY = "jobsite:paused-queues"
+from ..redis import PAUSED_KEY
+
 # A blocking dequeue wakes this often to notice a pause or a resume.
 PAUSE_POLL_SECONDS = 2
 

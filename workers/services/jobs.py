@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-from .models import RETRYABLE_STATUSES, WAITING_STATUSES, JobOrigin, JobRecord, JobStatus
-from .pausing import PAUSED_KEY
-from .selectors import job_id_is_valid
-from .tracking import META_ORIGIN, TrackedJob, TrackedQueue, redis_connection
+from ..api import job_enqueue
+from ..models import JobOrigin, JobRecord
+from ..reads.jobs import job_id_is_valid
+from ..redis import META_ORIGIN, RUN_AGAIN_GUARD_KEY
+from ..redis import connection as redis_connection
+from ..rq.job import TrackedJob
+from ..rq.queue import TrackedQueue
+from ..statuses import RETRYABLE_STATUSES, WAITING_STATUSES, JobStatus
 
 # Bulk actions act on at most this many jobs per request; the answer says how many remain.
 BULK_LIMIT = 1000
@@ -29,10 +32,6 @@ class JobNotFound(JobActionError):
 
 
 class JobStateError(JobActionError):
-    pass
-
-
-class QueueNotFound(JobActionError):
     pass
 
 
@@ -126,15 +125,13 @@ def job_cancel(*, job_id: str) -> JobRecord:
 def job_run_again(*, job_id: str) -> str:
     """Enqueue a fresh copy of an ended job (same function, arguments and queue); returns
     the new job's id. A second call within a minute answers the same copy."""
-    from .api import job_enqueue
-
     with transaction.atomic():
         record = _locked_record(job_id)
         if record.status not in (JobStatus.FINISHED, *RETRYABLE_STATUSES):
             raise JobStateError(f"job {job_id} is {record.status}; only ended jobs can be run again")
         job = _fetch(job_id)
         connection = job.connection
-        guard = f"jobsite:run-again:{job_id}"
+        guard = RUN_AGAIN_GUARD_KEY.format(job_id)
         if not connection.set(guard, "", nx=True, ex=60):
             copy = connection.get(guard)
             if copy:
@@ -196,23 +193,3 @@ def job_retry_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOu
 def dead_letter_discard_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOutcome:
     """``dead_letter_discard`` each job; one that is not a dead letter is skipped with the reason."""
     return _many(dead_letter_discard, job_ids, limit)
-
-
-def _known_queue(name: str) -> str:
-    from rq.queue import Queue
-
-    if name in settings.RQ_QUEUES or name in {q.name for q in Queue.all(connection=redis_connection())}:
-        return name
-    raise QueueNotFound(f"no queue named {str(name)[:100]!r}")
-
-
-def queue_pause(*, name: str) -> bool:
-    """Stop jobsite workers taking jobs from ``name``; its jobs wait. True if newly paused."""
-    _known_queue(name)
-    return bool(redis_connection().hsetnx(PAUSED_KEY, name, timezone.now().timestamp()))
-
-
-def queue_resume(*, name: str) -> bool:
-    """Let workers take jobs from ``name`` again. True if it was paused."""
-    _known_queue(name)
-    return bool(redis_connection().hdel(PAUSED_KEY, name))

@@ -11,16 +11,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import Schedule, ScheduleSource
-from .registry import schedulable_functions
-from .schedules import (
-    DEFINITION_FIELDS,
-    ScheduleActionError,
-    schedule_pause,
-    schedule_resume,
-    schedule_run_now,
-    schedule_save,
-)
+from ..models import Schedule, ScheduleSource
+from ..registry import schedulable_functions
+from ..scheduling.sync import DEFINITION_FIELDS, schedule_save
+from ..scheduling.validation import schedule_validate
+from ..services.schedules import ScheduleActionError, schedule_pause, schedule_resume, schedule_run_now
 
 
 class ReadableJSONField(forms.JSONField):
@@ -76,6 +71,15 @@ class ScheduleForm(forms.ModelForm):
         func = self.fields.get("func")  # absent when read-only (declared in code)
         if isinstance(func, forms.ChoiceField):
             func.choices = [("", "---------"), *choices]
+
+    def _post_clean(self) -> None:  # Django's hook once the form's values are on the instance
+        super()._post_clean()  # type: ignore[misc]
+        # The whole definition is checked by the one validation the scheduler, the code
+        # sync and `manage.py check` use; its errors land on their fields.
+        try:
+            schedule_validate(self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)  # type: ignore[attr-defined]
 
     def clean_args(self) -> Any:
         return [] if self.cleaned_data.get("args") is None else self.cleaned_data["args"]

@@ -6,8 +6,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import JobError, JobLogLine, JobMetric, JobRecord
-from .services import dead_letter_discard_many, job_retry_many
+from ..models import JobError, JobLogLine, JobMetric, JobRecord
+from ..services.jobs import dead_letter_discard_many, job_retry_many
+from . import schedules  # noqa: F401  (registers the Schedule admin)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

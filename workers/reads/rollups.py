@@ -1,9 +1,10 @@
-"""Reads of the roll-ups and of live Redis facts: rates, charts, runtime percentiles, workers.
+"""Reads of the roll-ups: rates, charts, runtime percentiles, counts of open work.
 
 Every rate, chart and runtime table reads ``JobMetric`` (one row per minute, queue and
-function), never the job history, so their cost does not grow with the number of jobs
-recorded. Runtime percentiles come from the fixed histogram buckets the recorder keeps in
-each row, interpolated the way Prometheus' ``histogram_quantile`` does.
+function) or the all-time ``JobMetricTotal``, never the job history, so their cost does
+not grow with the number of jobs recorded. Runtime percentiles come from the fixed
+histogram buckets the recorder keeps in each row, interpolated the way Prometheus'
+``histogram_quantile`` does. A failure rate is one unit everywhere: a share from 0 to 1.
 """
 
 from __future__ import annotations
@@ -11,30 +12,84 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
-from rq import Queue
-from rq.worker import Worker, WorkerStatus
 
-from .models import (
-    RUNTIME_BUCKET_FIELDS,
-    RUNTIME_BUCKETS,
-    WAITING_STATUSES,
-    JobMetric,
-    JobMetricTotal,
-    JobRecord,
-    JobStatus,
-)
-from .tracking import redis_connection
+from .. import conf
+from ..models import RUNTIME_BUCKET_FIELDS, RUNTIME_BUCKETS, JobMetric, JobMetricTotal, JobRecord
+from ..statuses import OPEN_STATUSES, JobStatus
 
 _COUNTERS = ("enqueued", "started", "finished", "failed", "dead", "runtime_total")
 
-# Statuses whose records are few at any time (work in flight and dead letters), so counting
-# them by the status index stays cheap however long the history is.
-OPEN_STATUSES = (*WAITING_STATUSES, JobStatus.STARTED, JobStatus.RETRYING, JobStatus.DEAD)
+
+def failure_rate(failed: int, finished: int) -> float | None:
+    """Failed attempts / attempts that ended (finished or failed), 0 to 1; None when none ended."""
+    ended = finished + failed
+    return failed / ended if ended else None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    finished: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    @property
+    def failure_rate(self) -> float | None:
+        return failure_rate(self.failed, self.finished)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One window of the roll-ups: the chart's buckets and each queue's (finished, failed)."""
+
+    series: list[Bucket]
+    by_queue: dict[str, tuple[int, int]]
+
+
+def rollup_get(*, window: Literal["hour", "day"] = "hour", queue: str = "", now: datetime | None = None) -> Rollup:
+    """The last hour per minute, or the last 24 hours per hour, in one query on the roll-ups.
+
+    The series runs oldest bucket first with empty buckets included; the per-queue sums
+    cover the whole window to the second (the last 60 minutes, the last 24 hours). The
+    database sums per bucket and queue, so a day is 24 rows a queue, not 1,440.
+    """
+    step = timedelta(minutes=1) if window == "hour" else timedelta(hours=1)
+    count = 60 if window == "hour" else 24
+    now_ = (now or timezone.now()).astimezone(UTC)
+    last = now_.replace(second=0, microsecond=0)
+    if window == "day":
+        last = last.replace(minute=0)
+    first = last - step * (count - 1)  # never before `since`: the series is inside the window
+    since = now_ - step * count
+    qs = JobMetric.objects.filter(minute__gte=since)
+    if queue:
+        qs = qs.filter(queue=queue)
+    rows = (
+        qs.annotate(bucket=F("minute") if window == "hour" else TruncHour("minute", tzinfo=UTC))
+        .values("bucket", "queue")
+        .annotate(finished=Sum("finished"), failed=Sum("failed"), dead=Sum("dead"))
+    )
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_queue: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        finished, failed, dead = row["finished"] or 0, row["failed"] or 0, row["dead"] or 0
+        per_queue = by_queue[row["queue"]]
+        per_queue[0] += finished
+        per_queue[1] += failed
+        index = int((row["bucket"] - first) // step)
+        if 0 <= index < count:
+            acc = sums[index]
+            acc[0] += finished
+            acc[1] += failed
+            acc[2] += dead
+    series = [Bucket(first + step * i, *sums[i]) if i in sums else Bucket(first + step * i) for i in range(count)]
+    return Rollup(series=series, by_queue={name: (f, x) for name, (f, x) in by_queue.items()})
 
 
 def runtime_percentile(buckets: Sequence[int], q: float, *, runtime_max: float | None = None) -> float | None:
@@ -65,12 +120,6 @@ def runtime_percentile(buckets: Sequence[int], q: float, *, runtime_max: float |
     return min(value, runtime_max) if runtime_max is not None else value
 
 
-def failed_share(failed: int, finished: int) -> float | None:
-    """Failed attempts / attempts that ended (finished or failed); None when none ended."""
-    ended = finished + failed
-    return failed / ended if ended else None
-
-
 @dataclass(frozen=True)
 class Rates:
     """What happened in a window, for one queue (or all: ``queue == ""``)."""
@@ -94,16 +143,7 @@ class Rates:
 
     @property
     def failure_rate(self) -> float | None:
-        return failed_share(self.failed, self.finished)
-
-
-@dataclass(frozen=True)
-class MinutePoint:
-    minute: datetime
-    enqueued: int
-    finished: int
-    failed: int
-    dead: int
+        return failure_rate(self.failed, self.finished)
 
 
 @dataclass(frozen=True)
@@ -135,7 +175,7 @@ class FunctionRuntime:
 
     @property
     def failure_rate(self) -> float | None:
-        return failed_share(self.failed, self.finished)
+        return failure_rate(self.failed, self.finished)
 
 
 def _window(since: datetime, until: datetime | None, queue: str | None, func: str | None) -> QuerySet[JobMetric]:
@@ -163,7 +203,8 @@ def metric_rates(*, since: datetime, until: datetime | None = None, queue: str |
         row["queue"]: row
         for row in _window(since, until, queue, None).values("queue").annotate(**_sums(_COUNTERS)).order_by()
     }
-    names = [queue] if queue else [*settings.JOBSITE_QUEUES, *sorted(set(rows) - set(settings.JOBSITE_QUEUES))]
+    configured = conf.queue_names()
+    names = [queue] if queue else [*configured, *sorted(set(rows) - set(configured))]
     return [
         Rates(
             queue=name,
@@ -187,40 +228,6 @@ def metric_rates_total(*, since: datetime, until: datetime | None = None) -> Rat
         failed=sum(r.failed for r in per_queue),
         dead=sum(r.dead for r in per_queue),
     )
-
-
-def metric_series(
-    *,
-    since: datetime,
-    until: datetime | None = None,
-    queue: str | None = None,
-    func: str | None = None,
-    step_minutes: int = 1,
-) -> list[MinutePoint]:
-    """Counts per ``step_minutes`` from ``since`` to ``until`` (now), zero-filled: a chart's points."""
-    if step_minutes < 1:
-        raise ValueError("step_minutes must be >= 1")
-    end = until or timezone.now()
-    start = since.replace(second=0, microsecond=0)
-    step = timedelta(minutes=step_minutes)
-    slots: dict[datetime, list[int]] = {}
-    moment = start
-    while moment < end:
-        slots[moment] = [0, 0, 0, 0]
-        moment += step
-    rows = (
-        _window(start, end, queue, func)
-        .values("minute")
-        .annotate(**_sums(("enqueued", "finished", "failed", "dead")))
-        .order_by("minute")
-    )
-    for row in rows:
-        slot = start + step * int((row["minute"] - start) / step)
-        if slot in slots:
-            counts = slots[slot]
-            for i, name in enumerate(("enqueued", "finished", "failed", "dead")):
-                counts[i] += int(row[name] or 0)
-    return [MinutePoint(moment, *counts) for moment, counts in slots.items()]
 
 
 def function_runtime_list(
@@ -277,74 +284,15 @@ def job_status_counts() -> dict[tuple[str, str], int]:
     return {(row["queue"], row["status"]): row["n"] for row in rows}
 
 
-# --- live facts from Redis -------------------------------------------------------------
+def function_names(*, days: int = 7) -> list[str]:
+    """Job functions seen lately (from the roll-ups, not the history): filter suggestions.
 
+    Cached for a minute: the list changes rarely and the distinct scan is not free."""
+    from django.core.cache import cache
 
-@dataclass(frozen=True)
-class QueueLive:
-    name: str
-    queued: int
-    started: int
-    scheduled: int
-    deferred: int
-    failed: int
-    finished: int
+    def load() -> list[str]:
+        since = timezone.now() - timedelta(days=days)
+        qs = JobMetric.objects.filter(minute__gte=since).values_list("func", flat=True).distinct().order_by("func")
+        return list(qs[:500])
 
-
-def queue_live_list() -> list[QueueLive]:
-    """Each configured queue's length and RQ registries, read from Redis now."""
-    connection = redis_connection()
-    result = []
-    for name in settings.JOBSITE_QUEUES:
-        queue = Queue(name, connection=connection)
-        result.append(
-            QueueLive(
-                name=name,
-                queued=queue.count,
-                started=queue.started_job_registry.count,
-                scheduled=queue.scheduled_job_registry.count,
-                deferred=queue.deferred_job_registry.count,
-                failed=queue.failed_job_registry.count,
-                finished=queue.finished_job_registry.count,
-            )
-        )
-    return result
-
-
-@dataclass(frozen=True)
-class WorkerLive:
-    name: str
-    state: str  # busy, idle or suspended
-    queues: tuple[str, ...]
-    successful: int
-    failed: int
-    working_seconds: float
-
-
-def worker_live_list() -> list[WorkerLive]:
-    """Workers registered in Redis now (RQ drops one whose heartbeat key expired)."""
-    result = []
-    for worker in Worker.all(connection=redis_connection()):
-        raw = worker.get_state()
-        state = raw.value if isinstance(raw, WorkerStatus) else str(raw)
-        if state not in ("busy", "suspended"):
-            state = "idle"  # started or idle: waiting for work
-        result.append(
-            WorkerLive(
-                name=worker.name,
-                state=state,
-                queues=tuple(worker.queue_names()),
-                successful=worker.successful_job_count,
-                failed=worker.failed_job_count,
-                working_seconds=float(worker.total_working_time),
-            )
-        )
-    return sorted(result, key=lambda w: w.name)
-
-
-def worker_state_counts() -> dict[str, int]:
-    """How many workers are busy, idle and suspended."""
-    counts: dict[str, int] = defaultdict(int, {"busy": 0, "idle": 0, "suspended": 0})
-    for worker in worker_live_list():
-        counts[worker.state] += 1
-    return dict(counts)
+    return list(cache.get_or_set(f"jobsite:function-names:{days}", load, 60) or [])

@@ -19,17 +19,19 @@ from rq.queue import Queue
 from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key, utcparse
 
-from .conf import setting
-from .models import JobStatus
-from .retry import policy_for
-from .tracking import META_MAX_ATTEMPTS, META_RETRY, WORKERS_SET, TrackedJob, is_alive
+from ..conf import setting
+from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, WATCHDOG_ORPHAN_KEY
+from ..rq.job import TrackedJob
+from ..rq.retry import retry_decision
+from ..statuses import JobStatus
+from .liveness import is_alive, jobsite_worker_names
 
 log = logging.getLogger(__name__)
 
 
 def abandoned_jobs_fail(connection: Redis) -> int:
     """Fail every started job whose jobsite worker is dead; returns how many."""
-    known = {name.decode() for name in connection.smembers(WORKERS_SET)}  # type: ignore[union-attr]
+    known = jobsite_worker_names(connection)
     failed = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         registry = queue.started_job_registry
@@ -47,14 +49,11 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             if is_alive(connection, worker):
                 continue
             # One watchdog per orphan, however many workers notice it.
-            if not connection.set(f"jobsite:watchdog:{job_id}:{job.attempt}", 1, nx=True, ex=300):
+            if not connection.set(WATCHDOG_ORPHAN_KEY.format(job_id, job.attempt), 1, nx=True, ex=300):
                 continue
             _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
     return failed
-
-
-LOST_KEY = "jobsite:lost:{}"
 
 
 def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, limit: int = 100) -> int:
@@ -70,7 +69,7 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
     from django.db.models import Q
     from django.utils import timezone
 
-    from .models import JobRecord
+    from ..models import JobRecord
 
     wait = older_than if older_than is not None else 2 * setting("WORKER_ALIVE_TTL")
     cutoff = timezone.now() - timedelta(seconds=wait)
@@ -90,7 +89,7 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
     requeued = 0
     for job_id in candidates:
         # A few fields, not the whole job: its payload may be megabytes.
-        status, origin, enqueued_at = connection.hmget(f"rq:job:{job_id}", "status", "origin", "enqueued_at")
+        status, origin, enqueued_at = connection.hmget(TrackedJob.key_for(job_id), "status", "origin", "enqueued_at")
         if status != RQStatus.QUEUED.value.encode() or not origin:
             continue
         queue = Queue(origin.decode(), connection=connection, job_class=TrackedJob)
@@ -100,7 +99,7 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
         # First sighting: remember it; act only if it is still nowhere next round.
         if connection.set(LOST_KEY.format(job_id), 1, nx=True, ex=600):
             continue
-        if not connection.set(f"jobsite:requeue:{job_id}", 1, nx=True, ex=60):
+        if not connection.set(REQUEUE_GUARD_KEY.format(job_id), 1, nx=True, ex=60):
             continue  # another watchdog is putting it back
         try:
             job = TrackedJob.fetch(job_id, connection=connection)
@@ -116,7 +115,7 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
 def _is_nowhere(connection: Redis, queue: Queue, job_id: str, enqueued_at: datetime | None) -> bool:
     head = connection.lindex(queue.key, 0)
     if head is not None:
-        head_enqueued = connection.hget(f"rq:job:{head.decode()}", "enqueued_at")
+        head_enqueued = connection.hget(TrackedJob.key_for(head.decode()), "enqueued_at")
         if head_enqueued and enqueued_at and utcparse(head_enqueued.decode()) <= enqueued_at:
             return False  # FIFO: still behind the head (cheap, no scan of a long queue)
     for key in (queue.key, queue.intermediate_queue_key):
@@ -135,7 +134,7 @@ _RELEASE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
 def dead_scheduler_locks_release(connection: Redis) -> int:
     """Release scheduler locks held by dead jobsite workers, so a live one takes over now
     (RQ would keep the lock for its whole TTL and retry only at its next maintenance)."""
-    known = {name.decode() for name in connection.smembers(WORKERS_SET)}
+    known = jobsite_worker_names(connection)
     released = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         key = RQScheduler.get_locking_key(queue.name)
@@ -149,27 +148,19 @@ def dead_scheduler_locks_release(connection: Redis) -> int:
 
 
 def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:
-    policy = policy_for(job.origin, job.meta.get(META_RETRY))
-    max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
-    attempt = max(job.attempt, 1)
-    retries_left = max(max_attempts - attempt, 0)
+    decision = retry_decision(job)
     reason = (
         f"worker died: {worker} stopped heartbeating while running this job "
         f"(killed or lost; no sign of life for {setting('WORKER_ALIVE_TTL')} s)"
     )
     log.warning("job %s: %s", job.id, reason)
-    job._jobsite_retry_delay = policy.delay(attempt) if retries_left else None
+    job._jobsite_retry_delay = decision.delay
     job._jobsite_quiet = True
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
-        job._report_failure(
-            pipe,
-            status=JobStatus.RETRYING if retries_left else JobStatus.DEAD,
-            failure=("WorkerDied", reason, reason),
-            worker=worker,
-        )
-        if retries_left:
-            job.retries_left = retries_left
+        job.report_failure(pipe, status=decision.status, failure=("WorkerDied", reason, reason), worker=worker)
+        if decision.status == JobStatus.RETRYING:
+            job.retries_left = decision.retries_left
             job.retry(queue, pipe)
         else:
             job.failure_ttl = max(job.failure_ttl or 0, setting("DEAD_JOB_TTL"))

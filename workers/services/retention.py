@@ -6,23 +6,24 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import JobError, JobMetric, JobRecord, JobStatus
+from ..conf import setting
+from ..models import JobError, JobMetric, JobRecord
+from ..statuses import JobStatus
 
-_AGE = re.compile(r"^\s*(\d+)\s*([wdhm]?)\s*$")
+_AGE = re.compile(r"^\s*(\d+)\s*(w|weeks?|d|days?|h|hours?|m|minutes?|)\s*$")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "": "days"}
 
 
 def parse_age(text: str) -> timedelta:
-    """'30d', '12h', '2w', '90m' or a bare number of days -> timedelta."""
+    """'30d' (or '30 days'), '12h', '2w', '90m' or a bare number of days -> timedelta."""
     match = _AGE.match(text or "")
     if not match:
         raise ValueError(f"give an age like 30d, 12h, 2w or 90m, not {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return timedelta(**{_UNITS[match.group(2)[:1]]: int(match.group(1))})
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def job_prune(
     """
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
-    size = batch_size or settings.JOBSITE["PRUNE_BATCH"]
+    size = batch_size or setting("PRUNE_BATCH")
     cutoff = (now or timezone.now()) - older_than
     prunable = JobRecord.objects.filter(_prunable(cutoff=cutoff, include_dead=include_dead))
     records = errors = batches = 0
@@ -83,3 +84,29 @@ def metric_prune(*, older_than: timedelta, now: datetime | None = None, batch_si
     while ids := list(old.order_by("pk").values_list("pk", flat=True)[:batch_size]):
         deleted += JobMetric.objects.filter(pk__in=ids).delete()[0]
     return deleted
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    jobs: PruneResult
+    minutes: int
+    age: str
+    include_dead: bool
+
+    def summary(self) -> str:
+        kept = "" if self.include_dead else " (dead letters kept)"
+        return (
+            f"deleted {self.jobs.records} job records and {self.jobs.errors} errors older than {self.age} "
+            f"in {self.jobs.batches} batches{kept}; deleted {self.minutes} roll-up minutes (all-time totals kept)"
+        )
+
+
+def retention_apply(
+    *, older_than: str | None = None, include_dead: bool = False, batch_size: int | None = None
+) -> RetentionResult:
+    """The retention settings at work: ended job records older than ``older_than`` (an age
+    like "30d"; default RETENTION_DAYS) and roll-up minutes older than METRIC_RETENTION_DAYS."""
+    age = older_than or f"{setting('RETENTION_DAYS')} days"
+    jobs = job_prune(older_than=parse_age(age), include_dead=include_dead, batch_size=batch_size)
+    minutes = metric_prune(older_than=timedelta(days=setting("METRIC_RETENTION_DAYS")))
+    return RetentionResult(jobs=jobs, minutes=minutes, age=age, include_dead=include_dead)

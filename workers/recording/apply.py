@@ -1,17 +1,13 @@
-"""The recorder: applies lifecycle events from the stream to the database, in batches.
+"""Applying lifecycle events to the database: records, errors, log lines and roll-ups.
 
-It reads as a consumer group, so any number of recorders share the work; it acknowledges
-(and deletes) events only after the database commit, so a crash or an outage loses
-nothing; and applying is idempotent (upsert by job id and attempt, statuses only move
-forward within an attempt), so an event applied twice changes nothing.
+Applying is idempotent (upsert by job id and attempt, statuses only move forward within
+an attempt), so an event applied twice changes nothing. ``consumer`` feeds it from the stream.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
-import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,28 +16,19 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from redis import Redis
-from redis.exceptions import ResponseError
 
-from . import events
-from .forkguard import FORK_GUARD
-from .models import (
+from .. import events
+from ..models import (
     RUNTIME_BUCKET_FIELDS,
-    STATUS_RANK,
     JobError,
     JobLogLine,
     JobMetric,
     JobMetricTotal,
     JobRecord,
-    JobStatus,
     runtime_bucket,
 )
-
-log = logging.getLogger(__name__)
-
-# A consumer that has not acknowledged an event for this long is presumed dead: another
-# recorder claims its pending events.
-CLAIM_IDLE_MS = 30_000
+from ..rq.forkguard import FORK_GUARD
+from ..statuses import ENDED, FAILURE_STATUSES, STATUS_RANK, JobStatus
 
 _RECORD_FIELDS = [
     "queue", "func", "args_repr", "kwargs_repr", "status", "attempts", "max_attempts", "enqueued_at",
@@ -51,10 +38,7 @@ _RECORD_FIELDS = [
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$', re.MULTILINE)
 
 
-POISON_KEY = "jobsite:events:unapplied"
-
-
-def _is_transient(exc: Exception) -> bool:
+def is_transient(exc: Exception) -> bool:
     """The database is away or busy (retry later), as opposed to an event it cannot take."""
     return isinstance(exc, (OperationalError, InterfaceError))
 
@@ -146,7 +130,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     rank = STATUS_RANK[status]
     current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
     moment = _dt(event["t"]) or datetime.now(UTC)
-    is_failure = status in (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
+    is_failure = status in FAILURE_STATUSES
     if is_failure:
         failure_print = fingerprint(event.get("xt") or "", record.func, event.get("tb") or "")
         batch.errors.append(
@@ -181,7 +165,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
         record.scheduled_for = None
         record.progress, record.progress_message = None, ""
         record.last_fingerprint = ""  # this attempt has not failed (last_error stays, to read)
-    elif rank == 2:
+    elif rank == ENDED:
         record.ended_at = _dt(event.get("end")) or moment
         if event.get("w"):
             record.worker = event["w"]
@@ -311,127 +295,3 @@ def _write_totals(metrics: dict[tuple[datetime, str, str], _Metric]) -> None:
     )
     for (queue, func), t in totals.items():
         JobMetricTotal.objects.filter(queue=queue, func=func).update(**_increments(t))
-
-
-class Recorder:
-    """One consumer of the jobsite stream; call ``step()`` in a loop or ``drain()``."""
-
-    def __init__(
-        self,
-        connection: Redis,
-        *,
-        name: str | None = None,
-        batch_size: int = 500,
-    ) -> None:
-        self.connection = connection
-        self.name = name or f"{socket.gethostname()}:{id(self)}"
-        self.batch_size = batch_size
-        self._group_ready = False
-
-    def _grouped(self, command: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a consumer-group command; if Redis lost the group (a restart without
-        persistence, a flush), make it again and retry once instead of failing forever."""
-        try:
-            return command(*args, **kwargs)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            self._group_ready = False
-            self.ensure_group()
-            return command(*args, **kwargs)
-
-    def ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        try:
-            # From id 0: events written before any recorder existed are applied too.
-            self.connection.xgroup_create(events.STREAM_KEY, events.GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    def _apply_and_ack(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-        if not entries:
-            return 0
-        decoded = []
-        for _entry_id, fields in entries:
-            try:
-                decoded.append(events.decode(fields))
-            except (KeyError, ValueError):
-                log.error("dropping malformed jobsite event %r", fields)
-        try:
-            apply_events(decoded)
-        except Exception as exc:
-            if _is_transient(exc):
-                raise  # the database is away: leave the events pending, try again later
-            self._apply_one_by_one(decoded)
-        ids = [entry_id for entry_id, _ in entries]
-        with self.connection.pipeline() as pipe:
-            pipe.xack(events.STREAM_KEY, events.GROUP, *ids)
-            pipe.xdel(events.STREAM_KEY, *ids)
-            pipe.execute()
-        return len(entries)
-
-    def _apply_one_by_one(self, decoded: list[dict[str, Any]]) -> None:
-        # One bad event must not block the stream: it is set aside where an operator can
-        # read it, and everything else is applied.
-        for event in decoded:
-            try:
-                apply_events([event])
-            except Exception as exc:
-                if _is_transient(exc):
-                    raise
-                log.exception("jobsite event for job %s cannot be applied; kept in %s", event.get("id"), POISON_KEY)
-                self.connection.rpush(POISON_KEY, events.encode(dict(event))["d"])
-
-    def claim_stale(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
-        """Apply events a dead recorder took but never acknowledged."""
-        self.ensure_group()
-        applied = 0
-        start = "0-0"
-        while True:
-            start, entries, *_ = self._grouped(
-                self.connection.xautoclaim,
-                events.STREAM_KEY,
-                events.GROUP,
-                self.name,
-                min_idle_ms,
-                start_id=start,
-                count=self.batch_size,
-            )
-            applied += self._apply_and_ack([e for e in entries if e[1]])
-            if start in (b"0-0", "0-0"):
-                return applied
-
-    def step(self, block_ms: int | None = None) -> int:
-        """Read and apply one batch of new events; returns how many were applied."""
-        self.ensure_group()
-        # Our own pending entries first (left by a failed apply), then new ones.
-        for stream_id in ("0", ">"):
-            reply = self._grouped(
-                self.connection.xreadgroup,
-                events.GROUP,
-                self.name,
-                {events.STREAM_KEY: stream_id},
-                count=self.batch_size,
-                block=block_ms if stream_id == ">" else None,
-            )
-            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]  # type: ignore[str-unpack, union-attr]
-            if entries:
-                return self._apply_and_ack(entries)  # type: ignore[arg-type]
-        return 0
-
-    def drain(self) -> int:
-        """Apply everything pending now, including what other consumers left unacknowledged."""
-        total = self.claim_stale(min_idle_ms=0)
-        while applied := self.step():
-            total += applied
-        return total
-
-
-def drain(connection: Redis | None = None) -> int:
-    """Apply every pending event synchronously (tests, burst workers, ``record_events --burst``)."""
-    from .tracking import redis_connection
-
-    return Recorder(connection or redis_connection(), name="drain").drain()

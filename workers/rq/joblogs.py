@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import events
-from .conf import setting
+from .. import events
+from ..conf import setting
 
 # The worker's own chatter is not the job's: RQ's and jobsite's machinery loggers.
-_MACHINERY = ("rq", "workers.tracking", "workers.recorder", "workers.companion", "workers.watchdog")
+_MACHINERY = ("rq", "workers.rq", "workers.recording", "workers.runtime", "workers.ordering")
 _FORMATTER = logging.Formatter()
 
 
 def _limit() -> int:
-    return int(setting("LOG_LINES_LIMIT", 200))
+    return int(setting("LOG_LINES_LIMIT"))
 
 
 class JobLogHandler(logging.Handler):
@@ -59,7 +59,7 @@ class JobLogHandler(logging.Handler):
     def _ship(self, created: float, level: str, name: str, text: str) -> None:
         self.seq += 1
         line = [self.seq, created, level[:16], events.bounded(name, 255), events.bounded(text)]
-        events.append(self.job.connection, {"e": events.LOG, "id": self.job.id, "a": self.attempt, "lines": [line]})
+        events.append(self.job.connection, events.log_lines(job_id=self.job.id, attempt=self.attempt, lines=[line]))
 
     def close_attempt(self) -> None:
         if self.dropped:

@@ -1,0 +1,1 @@
+"""Ordered (keyed) jobs and concurrency limits (``keys``), and the stuck-key watchdog."""

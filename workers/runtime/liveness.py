@@ -1,0 +1,43 @@
+"""Which workers are alive: jobsite workers keep a short liveness key; plain RQ workers
+only have RQ's own heartbeat. The one answer every page, metric and alert reads."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from redis import Redis
+from rq.worker import BaseWorker, Worker
+
+from ..conf import setting
+from ..redis import ALIVE_KEY, WORKERS_SET
+
+
+def mark_alive(connection: Redis, worker_name: str) -> None:
+    connection.set(ALIVE_KEY.format(worker_name), os.getpid(), ex=setting("WORKER_ALIVE_TTL"))
+
+
+def is_alive(connection: Redis, worker_name: str) -> bool:
+    return bool(connection.exists(ALIVE_KEY.format(worker_name)))
+
+
+def jobsite_worker_names(connection: Redis) -> set[str]:
+    """Every jobsite worker that registered (alive or not)."""
+    return {name.decode() for name in connection.smembers(WORKERS_SET)}  # type: ignore[union-attr]
+
+
+def live_workers(connection: Redis, *, now: datetime, **filters: object) -> list[BaseWorker]:
+    """RQ's registered workers that are alive now (``filters``: ``queue=`` for one queue's).
+
+    A jobsite worker is alive while its liveness key is (a killed one is gone within
+    WORKER_ALIVE_TTL); a plain RQ worker while its own heartbeat is recent.
+    """
+    ours = jobsite_worker_names(connection)
+    live: list[BaseWorker] = []
+    for worker in Worker.all(connection=connection, **filters):  # type: ignore[arg-type]
+        if worker.name in ours:
+            if is_alive(connection, worker.name):
+                live.append(worker)
+        elif worker.last_heartbeat is None or (now - worker.last_heartbeat).total_seconds() < worker.worker_ttl:
+            live.append(worker)
+    return live

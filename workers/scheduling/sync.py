@@ -1,0 +1,72 @@
+"""Saving a schedule's definition, and the schedules declared in code (``JOBSITE_SCHEDULES``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+
+from .. import conf
+from ..models import Schedule, ScheduleSource
+from .due import first_run
+from .validation import _from_declaration, declared_schedule_errors, schedule_validate
+
+DEFINITION_FIELDS = ("func", "cron", "interval", "run_at", "timezone", "args", "kwargs", "queue", "catch_up")
+_TRIGGER_FIELDS = ("cron", "interval", "run_at", "timezone")
+
+
+def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedule:
+    """Validate and save a schedule; a new or changed trigger gets a new next run."""
+    now = now or timezone.now()
+    schedule_validate(schedule)
+    old = Schedule.objects.filter(pk=schedule.pk).first() if schedule.pk else None
+    changed = old is None or any(getattr(old, f) != getattr(schedule, f) for f in (*_TRIGGER_FIELDS, "enabled"))
+    if changed:
+        schedule.next_run_at = first_run(schedule, now=now) if schedule.enabled else None
+    schedule.save()
+    return schedule
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+
+def schedules_sync(*, declared: list[Any] | None = None, now: datetime | None = None) -> SyncResult:
+    """Create or update the schedules declared in code (by name); disable vanished ones.
+
+    Operator state (paused, last run, history) survives a sync; the definition is code's.
+    """
+    declared = conf.declared_schedules() if declared is None else list(declared)
+    if problems := declared_schedule_errors(declared):
+        raise ImproperlyConfigured("invalid JOBSITE_SCHEDULES:\n  " + "\n  ".join(problems))
+    now = now or timezone.now()
+    result = SyncResult()
+    names = []
+    with transaction.atomic():
+        for entry in declared:
+            name, values = _from_declaration(entry)
+            names.append(name)
+            schedule = Schedule.objects.select_for_update().filter(name=name).first()
+            if schedule is None:
+                schedule = Schedule(name=name, source=ScheduleSource.CODE, **values)
+                schedule_save(schedule=schedule, now=now)
+                result.created.append(name)
+                continue
+            if schedule.source == ScheduleSource.CODE and all(getattr(schedule, k) == v for k, v in values.items()):
+                continue
+            for key, value in values.items():
+                setattr(schedule, key, value)
+            schedule.source = ScheduleSource.CODE
+            schedule_save(schedule=schedule, now=now)
+            result.updated.append(name)
+        vanished = Schedule.objects.filter(source=ScheduleSource.CODE, enabled=True).exclude(name__in=names)
+        result.disabled = list(vanished.values_list("name", flat=True))
+        vanished.update(enabled=False, next_run_at=None, updated_at=now)
+    return result

@@ -1,0 +1,65 @@
+"""Operator actions on schedules: pause, resume, run now."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import Schedule, ScheduleRun
+from ..registry import schedulable_functions
+from ..scheduling.due import next_due
+from ..scheduling.tick import run_job_id, schedule_push
+
+
+class ScheduleActionError(Exception):
+    """An operator action on a schedule that cannot be done; the message says why."""
+
+
+class ScheduleNotFound(ScheduleActionError):
+    pass
+
+
+def _locked(schedule_id: int) -> Schedule:
+    schedule = Schedule.objects.select_for_update().filter(pk=schedule_id).first()
+    if schedule is None:
+        raise ScheduleNotFound(f"no schedule with id {schedule_id}")
+    return schedule
+
+
+def schedule_pause(*, schedule_id: int, now: datetime | None = None) -> Schedule:
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        if schedule.paused_at is None:
+            schedule.paused_at = now or timezone.now()
+            schedule.save(update_fields=["paused_at", "updated_at"])
+    return schedule
+
+
+def schedule_resume(*, schedule_id: int, now: datetime | None = None) -> Schedule:
+    """Resume from now on: due times that passed while paused are not caught up."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        if schedule.paused_at is None:
+            return schedule
+        schedule.paused_at = None
+        if schedule.enabled and (schedule.next_run_at is None or schedule.next_run_at <= now):
+            schedule.next_run_at = next_due(schedule, after=now) if (schedule.cron or schedule.interval) else None
+        schedule.save(update_fields=["paused_at", "next_run_at", "updated_at"])
+    return schedule
+
+
+def schedule_run_now(*, schedule_id: int, now: datetime | None = None) -> ScheduleRun:
+    """Run the schedule's job once, now, whether it is paused or not; its timing is unchanged."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        if schedule.func not in schedulable_functions():
+            raise ScheduleActionError(f"{schedule.func!r} is no longer a schedulable function; fix the schedule")
+        run = ScheduleRun.objects.create(schedule=schedule, job_id=run_job_id(schedule, None), fired_at=now)
+        schedule.last_run_at, schedule.last_job_id = now, run.job_id
+        schedule.save(update_fields=["last_run_at", "last_job_id", "updated_at"])
+    schedule_push(schedule, run)
+    return run
