@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import messages
 from django.db import connection
 from django.http import (
     Http404,
@@ -26,7 +25,6 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from django_htmx.middleware import HtmxDetails
 
 from workers import selectors, services
 from workers.models import JobStatus
@@ -35,31 +33,9 @@ from workers.tracking import redis_connection
 from .access import operator_required, viewer_required
 from .charts import throughput_chart
 from .forms import BulkActionForm, JobFilterForm
-
-
-class HtmxHttpRequest(HttpRequest):
-    """What django-htmx's middleware adds to every request."""
-
-    htmx: HtmxDetails
-
+from .htmx import HtmxHttpRequest, action_answer, partial_name
 
 PAGE_SIZE = 50
-
-
-def _partial(request: HtmxHttpRequest, template: str, partial: str) -> str:
-    """The whole page, or only its named partial for an htmx request."""
-    return f"{template}#{partial}" if request.htmx else template
-
-
-def _answer(
-    request: HtmxHttpRequest, *, ok: bool, text: str, url: str, partial: str, context: Callable[[], dict[str, Any]]
-) -> HttpResponse:
-    """An action's answer: the refreshed partial with a notice for htmx, else a redirect
-    to ``url`` with the notice as a message."""
-    if not request.htmx:
-        (messages.success if ok else messages.error)(request, text)
-        return HttpResponseRedirect(url)
-    return render(request, partial, {**context(), "notice": {"ok": ok, "text": text}})
 
 
 # --- overview ---------------------------------------------------------------------------
@@ -74,7 +50,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         "hour_chart": throughput_chart(overview.hour.series, title="Last hour, per minute", fmt="%H:%M"),
         "day_chart": throughput_chart(overview.day.series, title="Last 24 hours, per hour", fmt="%H:00"),
     }
-    return render(request, _partial(request, "dashboard/overview.html", "panels"), context)
+    return render(request, partial_name(request, "dashboard/overview.html", "panels"), context)
 
 
 # --- jobs -------------------------------------------------------------------------------
@@ -106,7 +82,7 @@ def _job_list_context(request: HtmxHttpRequest, params: Any, *, fixed_status: st
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET)
     context["functions"] = selectors.function_names()
-    return render(request, _partial(request, "dashboard/jobs.html", "job-table"), context)
+    return render(request, partial_name(request, "dashboard/jobs.html", "job-table"), context)
 
 
 def _bulk(request: HtmxHttpRequest, *, dead_letters: bool) -> HttpResponse:
@@ -138,7 +114,7 @@ def _bulk(request: HtmxHttpRequest, *, dead_letters: bool) -> HttpResponse:
             refreshed["groups"] = selectors.dead_letter_groups()
         return refreshed
 
-    return _answer(
+    return action_answer(
         request,
         ok=ok,
         text=text,
@@ -191,7 +167,7 @@ def _job_action(request: HtmxHttpRequest, job_id: str, act: Callable[[], str]) -
         raise Http404(str(exc)) from exc
     except services.JobActionError as exc:
         ok, text = False, str(exc)
-    return _answer(
+    return action_answer(
         request,
         ok=ok,
         text=text,
@@ -241,7 +217,7 @@ def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 def dead_letters(request: HtmxHttpRequest) -> HttpResponse:
     context = _job_list_context(request, request.GET, fixed_status=JobStatus.DEAD)
     context["groups"] = selectors.dead_letter_groups()
-    return render(request, _partial(request, "dashboard/dead_letters.html", "dead-letters"), context)
+    return render(request, partial_name(request, "dashboard/dead_letters.html", "dead-letters"), context)
 
 
 @require_POST
@@ -257,7 +233,7 @@ def dead_letters_bulk(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 def workers(request: HtmxHttpRequest) -> HttpResponse:
     context = {"workers": selectors.worker_list()}
-    return render(request, _partial(request, "dashboard/workers.html", "worker-table"), context)
+    return render(request, partial_name(request, "dashboard/workers.html", "worker-table"), context)
 
 
 @require_GET
@@ -282,7 +258,7 @@ def _queue_context(name: str) -> dict[str, Any]:
 @require_GET
 @viewer_required
 def queue_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    return render(request, _partial(request, "dashboard/queue.html", "queue-panel"), _queue_context(name))
+    return render(request, partial_name(request, "dashboard/queue.html", "queue-panel"), _queue_context(name))
 
 
 def _queue_action(request: HtmxHttpRequest, name: str, *, pause: bool) -> HttpResponse:
@@ -294,7 +270,7 @@ def _queue_action(request: HtmxHttpRequest, name: str, *, pause: bool) -> HttpRe
         text = "Paused: workers leave its jobs waiting." if changed else "The queue was already paused."
     else:
         text = "Resumed: workers take its jobs again." if changed else "The queue was not paused."
-    return _answer(
+    return action_answer(
         request,
         ok=True,
         text=text,

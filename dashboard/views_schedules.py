@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from workers.conf import setting
 from workers.ordering import key_states
@@ -28,59 +27,60 @@ from workers.schedules import (
 )
 
 from .access import operator_required, viewer_required
+from .htmx import HtmxHttpRequest, action_answer, partial_name
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _schedules_context(**extra: Any) -> dict[str, Any]:
-    return {"schedules": schedule_list(), "schedulers": schedulers_alive(), **extra}
+def _schedules_context() -> dict[str, Any]:
+    return {"schedules": schedule_list(), "schedulers": schedulers_alive()}
 
 
 @require_GET
 @viewer_required
 def schedules(request: HtmxHttpRequest) -> HttpResponse:
-    template = "dashboard/schedules.html#schedule-table" if request.htmx else "dashboard/schedules.html"
-    return render(request, template, _schedules_context())
+    return render(request, partial_name(request, "dashboard/schedules.html", "schedule-table"), _schedules_context())
 
 
-def _act(request: HtmxHttpRequest, pk: int, action: Callable[..., Any], done: str) -> HttpResponse:
+def _schedule_action(request: HtmxHttpRequest, pk: int, act: Callable[..., Any], done: str) -> HttpResponse:
     try:
-        result = action(schedule_id=pk)
+        result = act(schedule_id=pk)
     except ScheduleNotFound as exc:
         raise Http404(str(exc)) from exc
     except ScheduleActionError as exc:
-        message, level = str(exc), messages.ERROR
+        ok, text = False, str(exc)
     else:
+        # schedule_run_now answers the run (which knows its schedule), the others the schedule.
         schedule = getattr(result, "schedule", result)
-        message, level = f"{schedule.name}: {done}", messages.SUCCESS
-    if request.htmx:
-        context = _schedules_context(message=message, message_level="error" if level == messages.ERROR else "ok")
-        return render(request, "dashboard/schedules.html#schedule-table", context)
-    messages.add_message(request, level, message)
-    return redirect("dashboard:schedules")
+        ok, text = True, f"{schedule.name}: {done}"
+    return action_answer(
+        request,
+        ok=ok,
+        text=text,
+        url=reverse("dashboard:schedules"),
+        partial="dashboard/schedules.html#schedule-table",
+        context=_schedules_context,
+    )
 
 
-def _action_view(action: Callable[..., Any], done: str) -> Callable[[HtmxHttpRequest, int], HttpResponse]:
-    """A staff-only POST view that runs one schedule service and answers like ``_act``."""
-
-    @require_POST
-    @operator_required
-    def view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-        return _act(request, pk, action, done)
-
-    return view
+@require_POST
+@operator_required
+def schedule_pause_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _schedule_action(request, pk, schedule_pause, "paused")
 
 
-schedule_pause_view = _action_view(schedule_pause, "paused")
-schedule_resume_view = _action_view(schedule_resume, "resumed")
-schedule_run_view = _action_view(schedule_run_now, "started a run now")
+@require_POST
+@operator_required
+def schedule_resume_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _schedule_action(request, pk, schedule_resume, "resumed")
+
+
+@require_POST
+@operator_required
+def schedule_run_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _schedule_action(request, pk, schedule_run_now, "started a run now")
 
 
 @require_GET
 @viewer_required
 def keys(request: HtmxHttpRequest) -> HttpResponse:
-    template = "dashboard/keys.html#key-table" if request.htmx else "dashboard/keys.html"
-    stall_timeout = setting("KEY_STALL_TIMEOUT", 30)
-    return render(request, template, {"keys": key_states(), "stall_timeout": stall_timeout})
+    context = {"keys": key_states(), "stall_timeout": setting("KEY_STALL_TIMEOUT", 30)}
+    return render(request, partial_name(request, "dashboard/keys.html", "key-table"), context)
