@@ -1,8 +1,4 @@
-"""Schedules and ordered keys: what fires when, what ran, and which keys are stuck.
-
-Thin views: read through selectors, act through workers' services; htmx requests get the
-page's table partial back, plain form posts a redirect (so the page works without JS).
-"""
+"""``/dashboard/schedules/``: what fires when and what ran; pause, resume or run one now."""
 
 from __future__ import annotations
 
@@ -14,8 +10,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from workers.conf import setting
-from workers.ordering import key_states
 from workers.schedules import (
     ScheduleActionError,
     ScheduleNotFound,
@@ -26,8 +20,8 @@ from workers.schedules import (
     schedulers_alive,
 )
 
-from .access import operator_required, viewer_required
-from .htmx import HtmxHttpRequest, action_answer, partial_name
+from ..access import operator_required, viewer_required
+from ..htmx import HtmxHttpRequest, action_answer, partial_name
 
 
 def _schedules_context() -> dict[str, Any]:
@@ -77,10 +71,3 @@ def schedule_resume_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @operator_required
 def schedule_run_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _schedule_action(request, pk, schedule_run_now, "started a run now")
-
-
-@require_GET
-@viewer_required
-def keys(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"keys": key_states(), "stall_timeout": setting("KEY_STALL_TIMEOUT", 30)}
-    return render(request, partial_name(request, "dashboard/keys.html", "key-table"), context)

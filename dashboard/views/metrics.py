@@ -1,4 +1,6 @@
-"""``/metrics``: Prometheus text format, built at scrape time from selectors.
+"""What monitoring asks for: ``/metrics`` and ``/healthz``.
+
+``/metrics``: Prometheus text format, built at scrape time from selectors.
 
 Names follow django-rq's collector where it has one (``rq_jobs``, ``rq_workers``) and
 Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).
@@ -6,6 +8,9 @@ Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).
 Access: with ``JOBSITE["METRICS_TOKEN"]`` set (env ``JOBSITE_METRICS_TOKEN``) a scraper
 sends ``Authorization: Bearer <token>``; without one, only requests from the machine
 itself (loopback) are answered.
+
+``/healthz`` answers anyone: 200 when the database and Redis both answer, else 503 with
+which one failed (its exception type only).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from collections.abc import Iterator
 from ipaddress import ip_address
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -23,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from workers import metrics
 from workers.models import RUNTIME_BUCKETS, JobStatus
+from workers.tracking import redis_connection
 
 
 class JobsiteCollector(Collector):
@@ -103,3 +110,21 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsiteCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        redis_connection().ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
