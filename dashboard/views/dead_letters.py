@@ -35,7 +35,7 @@ def dead_letters_bulk(request: HtmxHttpRequest) -> HttpResponse:
     return bulk_answer(
         request,
         fixed_status=JobStatus.DEAD,
-        page="dashboard:dead_letters",
+        url_name="dashboard:dead_letters",
         partial="dashboard/dead_letters.html#dead-letters",
-        page_context=_dead_letters_context,
+        list_context=_dead_letters_context,
     )

@@ -49,12 +49,12 @@ def bulk_answer(
     request: HtmxHttpRequest,
     *,
     fixed_status: str,
-    page: str,
+    url_name: str,
     partial: str,
-    page_context: Callable[[QueryDict], dict[str, Any]],
+    list_context: Callable[[QueryDict], dict[str, Any]],
 ) -> HttpResponse:
     """Retry or discard a selection, or everything the posted filter matches; answer with
-    the list (``page`` is its URL name) refreshed from its first page."""
+    the list (``url_name``) refreshed from its first page."""
     form = BulkActionForm(request.POST)
     filter_form = JobFilterForm(request.POST, fixed_status=fixed_status)
     ok, text = False, ""
@@ -78,13 +78,13 @@ def bulk_answer(
     def refreshed() -> dict[str, Any]:
         params = request.POST.copy()
         params.pop("cursor", None)
-        return page_context(params)
+        return list_context(params)
 
     return action_answer(
         request,
         ok=ok,
         text=text,
-        url=reverse(page) + (f"?{query}" if query else ""),
+        url=reverse(url_name) + (f"?{query}" if query else ""),
         partial=partial,
         context=refreshed,
     )
@@ -104,7 +104,7 @@ def jobs_bulk(request: HtmxHttpRequest) -> HttpResponse:
     return bulk_answer(
         request,
         fixed_status="",
-        page="dashboard:jobs",
+        url_name="dashboard:jobs",
         partial="dashboard/jobs.html#job-table",
-        page_context=job_list_context,
+        list_context=job_list_context,
     )
