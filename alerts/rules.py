@@ -17,12 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from redis import Redis
-from rq.job import Job
-from rq.queue import Queue
 
 from workers import conf
-from workers.reads.live import worker_list
+from workers.reads.live import queue_live_list, queue_oldest_wait, worker_list
 from workers.reads.rollups import metric_rates, metric_rates_total
 
 KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker")
@@ -54,19 +51,7 @@ def _window_start(now: datetime, window: int) -> datetime:
     return (now - timedelta(seconds=window)).replace(second=0, microsecond=0)
 
 
-def _oldest_age(connection: Redis, queue: Queue, now: datetime) -> float:
-    for job_id in queue.get_job_ids(0, 10):
-        try:
-            job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
-        except Exception:
-            continue
-        moment = job.enqueued_at or job.created_at
-        if moment:
-            return max((now - moment).total_seconds(), 0.0)
-    return 0.0
-
-
-def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Reading]:
+def read(rule: dict[str, Any], *, now: datetime) -> list[Reading]:
     """What ``rule`` sees now, one Reading per subject."""
     name, kind = rule["name"], rule["kind"]
     threshold = rule.get("threshold")
@@ -78,7 +63,6 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
         return [Reading(name, kind, "", dead >= limit, float(dead), limit, message)]
     readings = []
     for queue_name in rule.get("queues") or conf.queue_names():
-        queue = Queue(queue_name, connection=connection, serializer=conf.serializer())
         if kind == "failure_rate":
             window = int(rule.get("window", 600))
             (rates,) = metric_rates(since=_window_start(now, window), queue=queue_name)
@@ -92,17 +76,17 @@ def read(rule: dict[str, Any], *, connection: Redis, now: datetime) -> list[Read
             )
             readings.append(Reading(name, kind, queue_name, firing, rate, limit, message))
         elif kind == "queue_length":
-            length = queue.count
+            length = queue_live_list([queue_name])[0].queued
             limit = float(threshold if threshold is not None else 1000)
             message = f"queue {queue_name}: {length} jobs waiting (threshold {limit:g})"
             readings.append(Reading(name, kind, queue_name, length > limit, float(length), limit, message))
         elif kind == "oldest_job_age":
-            age = _oldest_age(connection, queue, now)
+            age = queue_oldest_wait(queue_name, now=now)
             limit = float(threshold if threshold is not None else 300)
             message = f"queue {queue_name}: the oldest waiting job has waited {age:.0f} s (threshold {limit:g} s)"
             readings.append(Reading(name, kind, queue_name, age > limit, age, limit, message))
         elif kind == "no_live_worker":
-            live = sum(1 for worker in worker_list() if queue_name in worker.queues)
-            message = f"queue {queue_name}: {live} live workers listen on it"
-            readings.append(Reading(name, kind, queue_name, live == 0, float(live), None, message))
+            listening = sum(1 for worker in worker_list() if queue_name in worker.queues)
+            message = f"queue {queue_name}: {listening} live workers listen on it"
+            readings.append(Reading(name, kind, queue_name, listening == 0, float(listening), None, message))
     return readings

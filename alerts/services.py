@@ -15,8 +15,6 @@ from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from workers.redis import connection as redis_connection
-
 from .models import Alert
 from .rules import Reading, configured_rules, read
 
@@ -108,8 +106,7 @@ def _open(reading: Reading, now: datetime) -> Alert | None:
 def alerts_evaluate(*, now: datetime | None = None) -> list[Transition]:
     """Check every rule once; returns the incidents that opened or resolved (notified)."""
     now = now or timezone.now()
-    connection = redis_connection()
-    readings = [reading for rule in configured_rules() for reading in read(rule, connection=connection, now=now)]
+    readings = [reading for rule in configured_rules() for reading in read(rule, now=now)]
     transitions: list[Transition] = []
     for reading in readings:
         current = Alert.objects.filter(rule=reading.rule, subject=reading.subject, resolved_at__isnull=True).first()

@@ -1,9 +1,9 @@
 from django.urls import path
 
-from . import views, views_metrics
+from .views import favicon, metrics
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path("metrics", views_metrics.metrics_view, name="metrics"),
-    path("favicon.ico", views.favicon, name="favicon"),
+    path("healthz", metrics.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("favicon.ico", favicon.favicon, name="favicon"),
 ]

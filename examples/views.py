@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import operator_required, viewer_required
+from dashboard.htmx import HtmxHttpRequest, action_answer
 
 from . import selectors, services
 from .models import Article, EtlPage, EtlRun
@@ -49,18 +50,20 @@ def examples_panels(request: HttpRequest) -> HttpResponse:
     return render(request, "examples/dashboard.html#panels", _panels_context())
 
 
-def _done(request: HttpRequest, message: str) -> HttpResponse:
-    """After an action: the refreshed panels for htmx, a redirect with a message otherwise."""
-    if request.headers.get("HX-Request") == "true":
-        context = {**_panels_context(), "notice": message}
-        return render(request, "examples/dashboard.html#panels", context)
-    messages.info(request, message)
-    return redirect("examples:dashboard")
+def _done(request: HtmxHttpRequest, text: str) -> HttpResponse:
+    return action_answer(
+        request,
+        ok=True,
+        text=text,
+        url=reverse("examples:dashboard"),
+        partial="examples/dashboard.html#panels",
+        context=_panels_context,
+    )
 
 
 @require_POST
 @operator_required
-def campaign_send(request: HttpRequest) -> HttpResponse:
+def campaign_send(request: HtmxHttpRequest) -> HttpResponse:
     now = timezone.now()
     campaign = services.campaign_start(
         key=f"manual-{now:%Y%m%d-%H%M%S-%f}",
@@ -72,14 +75,14 @@ def campaign_send(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @operator_required
-def etl_start(request: HttpRequest) -> HttpResponse:
+def etl_start(request: HtmxHttpRequest) -> HttpResponse:
     services.etl_run_request()
     return _done(request, "An ETL run was requested.")
 
 
 @require_POST
 @operator_required
-def etl_run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
+def etl_run_rerun(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(EtlRun, pk=run_id)
     services.etl_run_rerun(run_id=run.pk)
     return _done(request, f"Every page of ETL run {run.pk} is queued again.")
@@ -87,7 +90,7 @@ def etl_run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 @operator_required
-def etl_page_rerun(request: HttpRequest, page_id: int) -> HttpResponse:
+def etl_page_rerun(request: HtmxHttpRequest, page_id: int) -> HttpResponse:
     page = get_object_or_404(EtlPage, pk=page_id)
     services.etl_page_rerun(page_id=page.pk)
     return _done(request, f"Page [{page.lo}, {page.hi}) of run {page.run_id} is queued again.")

@@ -1,12 +1,19 @@
-"""Every page and action: staff only, POST with CSRF for actions, 404 for unknown ids."""
+"""Every page and action: staff only, POST with CSRF for actions, 404 for unknown ids; viewers
+without workers.operate_jobs see the pages without the buttons they may not use."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.factories import JobRecordFactory
+import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
+from examples.models import EtlPage, EtlRun
+from tests.factories import JobErrorFactory, JobRecordFactory
+from workers.models import JobStatus, Schedule
+from workers.scheduling.sync import schedule_save
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +96,51 @@ def test_pages_answer_htmx_with_only_their_fragment(htmx_client, job):
         body = htmx_client.get(url).content.decode()
         assert "<html" not in body and "<nav" not in body, url
         assert body.lstrip().startswith(("<div id=", "<section id=")), url
+
+
+# Viewers (staff without workers.operate_jobs) see no button whose action would answer 403.
+BUTTONS = {
+    "/dashboard/jobs/dead-job/": {"Retry", "Run again"},
+    "/dashboard/jobs/": {"Retry selected", "Discard selected"},
+    "/dashboard/dead-letters/": {"Retry group", "Discard group", "Retry selected", "Discard selected"},
+    "/dashboard/queues/default/": {"Pause"},
+    "/dashboard/schedules/": {"Pause", "Run now"},
+    "/dashboard/examples/": {"Send a campaign now", "Start an ETL run now", "Rerun the whole run", "Rerun"},
+}
+# Buttons that do not act: the header's live toggle and the list filters (GET forms).
+HARMLESS = {"Pause live updates", "Filter"}
+
+
+@pytest.fixture
+def something_to_act_on():
+    JobErrorFactory(job=JobRecordFactory(job_id="dead-job", status=JobStatus.DEAD))
+    schedule_save(schedule=Schedule(name="nightly-report", func="tests.schedfuncs.tick", interval=3600))
+    run = EtlRun.objects.create(lo=0, hi=10, page_size=10)
+    EtlPage.objects.create(run=run, lo=1, hi=11, stage=EtlPage.Stage.LOAD, status=EtlPage.Status.FAILED)
+
+
+def _buttons(body: str) -> set[str]:
+    return {re.sub(r"<[^>]+>", "", label).strip() for label in re.findall(r"<button[^>]*>(.*?)</button>", body, re.S)}
+
+
+@pytest.mark.parametrize("url", BUTTONS)
+def test_a_viewer_sees_the_pages_without_action_buttons(url, something_to_act_on):
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    for headers in ({}, {"HX-Request": "true"}):  # the page and its live fragment
+        client = Client(headers=headers)
+        client.force_login(viewer)
+
+        response = client.get(url)
+
+        assert response.status_code in (200, 286), url  # 286: an ended job's panel stops polling
+        body = response.content.decode()
+        assert _buttons(body) <= HARMLESS, url
+        assert 'method="post"' not in body and "hx-post" not in body
+        assert 'name="job_id"' not in body  # no selection without an action to take it
+
+
+@pytest.mark.parametrize("url", BUTTONS)
+def test_an_operator_sees_the_action_buttons(staff_client, url, something_to_act_on):
+    body = staff_client.get(url).content.decode()
+
+    assert BUTTONS[url] <= _buttons(body)

@@ -106,6 +106,26 @@ def test_queue_length_changes_without_reload_and_polling_pauses(page):
     assert not [url for url in requests if url.endswith("/dashboard/")]
 
 
+def test_pausing_live_updates_holds_the_schedules_and_keys_pages_too(page):
+    def polled(path: str):
+        return lambda request: request.resource_type in ("xhr", "fetch") and request.url.endswith(path)
+
+    page.goto("/dashboard/schedules/")
+    with page.expect_request(polled("/dashboard/schedules/"), timeout=10_000):
+        pass  # the table refreshes itself every 5 s
+    page.click("#live-toggle")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url) if request.resource_type == "xhr" else None)
+    page.wait_for_timeout(6000)
+    page.goto("/dashboard/keys/")  # the pause holds on the next page too
+    expect(page.locator("#live-toggle")).to_have_text("Resume live updates")
+    page.wait_for_timeout(3000)
+    assert requests == []
+
+    with page.expect_request(polled("/dashboard/keys/"), timeout=10_000):
+        page.click("#live-toggle")
+
+
 def test_retry_a_dead_job_from_the_dead_letter_list_and_watch_it_finish(page, start_worker):
     job = enqueue("tests.jobfuncs.flaky", "browser", 1, max_attempts=1)
     start_worker()

@@ -70,6 +70,16 @@ def test_rerunning_a_failed_page_queues_a_new_job(staff_client, django_capture_o
     assert JobRecord.objects.get(job_id=page.job_id).func == "examples.jobs.etl.etl_page_process"
 
 
+def test_an_action_without_htmx_redirects_to_the_panel_and_says_what_it_did_once(
+    staff_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post("/dashboard/examples/etl/start/")
+
+    assert response.status_code == 302 and response["Location"] == "/dashboard/examples/"
+    assert staff_client.get("/dashboard/examples/").content.decode().count("An ETL run was requested.") == 1
+
+
 def test_actions_reject_get_and_unknown_pages(staff_client):
     assert staff_client.get("/dashboard/examples/etl/pages/1/rerun/").status_code == 405
     assert staff_client.post("/dashboard/examples/etl/pages/999/rerun/").status_code == 404

@@ -105,6 +105,21 @@ def queue_live_list(names: list[str] | None = None) -> list[QueueLive]:
     return [QueueLive(name, *counts[i * width : (i + 1) * width]) for i, name in enumerate(names)]
 
 
+def queue_oldest_wait(name: str, *, now: datetime) -> float:
+    """Seconds the oldest job waiting in queue ``name`` has waited (0 when none waits)."""
+    connection = redis_connection()
+    queue = TrackedQueue(name, connection=connection)
+    for job_id in queue.get_job_ids(0, 10):
+        try:
+            job = TrackedJob.fetch(job_id, connection=connection)
+        except Exception:  # vanished or unreadable: look at the next one
+            continue
+        moment = job.enqueued_at or job.created_at
+        if moment:
+            return max((now - moment).total_seconds(), 0.0)
+    return 0.0
+
+
 @dataclass(frozen=True)
 class Registry:
     name: str

@@ -1,3 +1,5 @@
+"""``/dashboard/alerts/``: incidents (open or all) and the configured rules."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
@@ -7,7 +9,7 @@ from django.views.decorators.http import require_GET
 from alerts.rules import configured_rules
 from alerts.selectors import alert_list
 
-from .access import viewer_required
+from ..access import viewer_required
 
 
 @require_GET

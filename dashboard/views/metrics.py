@@ -1,4 +1,6 @@
-"""``/metrics``: Prometheus text format, built at scrape time from selectors.
+"""What monitoring asks for: ``/metrics`` and ``/healthz``.
+
+``/metrics``: Prometheus text format, built at scrape time from workers' reads.
 
 Names follow django-rq's collector where it has one (``rq_jobs``, ``rq_workers``) and
 Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).
@@ -6,6 +8,9 @@ Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).
 Access: with ``JOBSITE["METRICS_TOKEN"]`` set (env ``JOBSITE_METRICS_TOKEN``) a scraper
 sends ``Authorization: Bearer <token>``; without one, only requests from the machine
 itself (loopback) are answered.
+
+``/healthz`` answers anyone: 200 when the database and Redis both answer, else 503 with
+which one failed (its exception type only).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hmac
 from collections.abc import Iterator
 from ipaddress import ip_address
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from workers.conf import queue_names, setting
 from workers.models import RUNTIME_BUCKETS, JobStatus
+from workers.reads.health import health_get
 from workers.reads.live import queue_live_list, worker_list
 from workers.reads.rollups import function_runtime_list, job_status_counts
 from workers.statuses import OPEN_STATUSES
@@ -105,3 +111,10 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsiteCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    checks = health_get()
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)

@@ -1,0 +1,112 @@
+"""``/dashboard/jobs/``: the filtered, keyset-paginated job list and its bulk actions.
+
+The dead-letter list is the same list with its status fixed, so it uses
+``job_list_context`` and ``bulk_answer`` from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from workers.reads import jobs as job_reads
+from workers.reads import rollups
+from workers.services import jobs as job_services
+
+from ..access import operator_required, viewer_required
+from ..forms import BulkActionForm, JobFilterForm
+from ..htmx import HtmxHttpRequest, action_answer, partial_name
+
+PAGE_SIZE = 50
+
+
+def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, Any]:
+    """One page of the list ``params`` filter, or the filter's errors."""
+    form = JobFilterForm(params, fixed_status=fixed_status)
+    page, errors = None, []
+    if form.is_valid():
+        try:
+            page = job_reads.job_list(
+                filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE
+            )
+        except ValueError as exc:  # a cursor that parses but points nowhere sensible
+            errors.append(str(exc))
+    else:
+        errors = form.error_messages()
+    return {
+        "form": form,
+        "page": page,
+        "filter_errors": errors,
+        "filter_query": form.query_string(),
+        "is_first_page": not (form.is_valid() and form.cleaned_data.get("cursor")),
+    }
+
+
+def bulk_answer(
+    request: HtmxHttpRequest,
+    *,
+    fixed_status: str,
+    url_name: str,
+    partial: str,
+    list_context: Callable[[QueryDict], dict[str, Any]],
+) -> HttpResponse:
+    """Retry or discard a selection, or everything the posted filter matches; answer with
+    the list (``url_name``) refreshed from its first page."""
+    form = BulkActionForm(request.POST)
+    filter_form = JobFilterForm(request.POST, fixed_status=fixed_status)
+    ok, text = False, ""
+    if not form.is_valid():
+        text = " ".join(str(m) for errs in form.errors.values() for m in errs)
+    elif form.cleaned_data["all"] and not filter_form.is_valid():
+        text = "The filter is not valid: " + " ".join(filter_form.error_messages())
+    else:
+        job_ids = form.job_ids
+        if form.cleaned_data["all"]:
+            job_ids = job_reads.job_ids_get(filters=filter_form.to_filter(), limit=job_services.BULK_LIMIT + 1)
+        if form.cleaned_data["action"] == "retry":
+            outcome = job_services.job_retry_many(job_ids=job_ids)
+            text = outcome.summary("Retried")
+        else:
+            outcome = job_services.dead_letter_discard_many(job_ids=job_ids)
+            text = outcome.summary("Discarded")
+        ok = bool(outcome.done) or not outcome.skipped
+    query = filter_form.query_string() if filter_form.is_valid() else ""
+
+    def refreshed() -> dict[str, Any]:
+        params = request.POST.copy()
+        params.pop("cursor", None)
+        return list_context(params)
+
+    return action_answer(
+        request,
+        ok=ok,
+        text=text,
+        url=reverse(url_name) + (f"?{query}" if query else ""),
+        partial=partial,
+        context=refreshed,
+    )
+
+
+@require_GET
+@viewer_required
+def jobs(request: HtmxHttpRequest) -> HttpResponse:
+    context = job_list_context(request.GET)
+    context["functions"] = rollups.function_names()
+    return render(request, partial_name(request, "dashboard/jobs.html", "job-table"), context)
+
+
+@require_POST
+@operator_required
+def jobs_bulk(request: HtmxHttpRequest) -> HttpResponse:
+    return bulk_answer(
+        request,
+        fixed_status="",
+        url_name="dashboard:jobs",
+        partial="dashboard/jobs.html#job-table",
+        list_context=job_list_context,
+    )
