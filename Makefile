@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Where `make run` keeps its logs, Redis files and the file below (tests use their own).
+JOBSITE_RUN_DIR ?= .run
+export JOBSITE_RUN_DIR
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test bench lint clean FORCE
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +18,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 ## run: web on 127.0.0.1:8000, workers, scheduler and demo traffic (starts Redis if absent)
-run: install
-	./scripts/run.sh
+run: install $(JOBSITE_RUN_DIR)/up
+
+# While jobsite runs, scripts/run.sh keeps this file fresh. GNU make sends its children
+# nothing when make alone gets SIGINT (it waits for them), but it deletes the file its
+# running recipe makes: run.sh watches for that and stops everything.
+$(JOBSITE_RUN_DIR)/up: FORCE
+	@./scripts/run.sh
+
+FORCE:
 
 ## test: lint, then the suite on SQLite and on PostgreSQL (when one answers)
 test: install

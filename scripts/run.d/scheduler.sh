@@ -1,2 +1,2 @@
 # Sourced by scripts/run.sh: the scheduler that fires schedules (see README, "Schedules").
-start $PY manage.py run_scheduler
+start scheduler $PY manage.py run_scheduler
