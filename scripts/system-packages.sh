@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages jobsite needs and the machine lacks: redis-server for
-# `make run` and the tests, chromium for the browser tests. Asks apt only when one is missing.
+# `make run` and the tests; with --browser (what `make test` passes) also chromium for the
+# browser tests, and openssl and systemd (systemd-analyze) for the deployment tests
+# (tests/deploy/). Asks apt only when one is missing.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium fonts-dejavu-core); fi
+if [ "${1:-}" = "--browser" ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
   echo "jobsite needs these Debian packages: ${missing[*]} (apt-get install them as root)" >&2

@@ -10,7 +10,11 @@ sends ``Authorization: Bearer <token>``; without one, only requests from the mac
 itself (loopback) are answered.
 
 ``/healthz`` answers anyone: 200 when the database and Redis both answer, else 503 with
-which one failed (its exception type only).
+which one failed (its exception type only). For monitoring: are the backing services up?
+
+``/readyz`` answers anyone: the same checks plus "every migration of this code is applied";
+200 only then, else 503 with what is missing. For a load balancer: send this web process
+traffic? Until `migrate` has run for a release, its new code would fail on the old schema.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from workers.conf import queue_names, setting
 from workers.models import RUNTIME_BUCKETS, JobStatus
-from workers.reads.health import health_get
+from workers.reads.health import health_get, readiness_get
 from workers.reads.live import queue_live_list, worker_list
 from workers.reads.rollups import function_runtime_list, job_status_counts
 from workers.statuses import OPEN_STATUSES
@@ -118,3 +122,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
     checks = health_get()
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+
+
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    checks = readiness_get()
+    ready = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ready else "error", **checks}, status=200 if ready else 503)
