@@ -6,7 +6,9 @@ A rule is a dict: ``name``, ``kind`` and the kind's options. Kinds:
 - ``dead_letter_growth``: jobs that went dead over ``window`` seconds, at least ``threshold``;
 - ``queue_length``: jobs waiting in a queue, above ``threshold``;
 - ``oldest_job_age``: seconds the oldest waiting job of a queue has waited, above ``threshold``;
-- ``no_live_worker``: a queue no live worker listens on.
+- ``no_live_worker``: a queue no live worker listens on;
+- ``broken_schedule``: a schedule whose runs cannot be pushed, broken for at least
+  ``threshold`` seconds (default 0); one incident per schedule, with the reason.
 ``queues`` (optional) limits a per-queue rule to those queues.
 """
 
@@ -21,8 +23,11 @@ from django.conf import settings
 from workers import conf
 from workers.reads.live import queue_live_list, queue_oldest_wait, worker_list
 from workers.reads.rollups import metric_rates, metric_rates_total
+from workers.reads.schedules import schedule_broken_list
 
-KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker")
+from .models import Alert
+
+KINDS = ("failure_rate", "dead_letter_growth", "queue_length", "oldest_job_age", "no_live_worker", "broken_schedule")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,25 @@ def _window_start(now: datetime, window: int) -> datetime:
     return (now - timedelta(seconds=window)).replace(second=0, microsecond=0)
 
 
+def _broken_schedules(rule: dict[str, Any], now: datetime) -> list[Reading]:
+    """One reading per broken schedule (the subject is its name), and a clear one for each
+    incident of this rule whose schedule is whole again, disabled or gone."""
+    name, kind = rule["name"], rule["kind"]
+    limit = float(rule.get("threshold") or 0)
+    readings = []
+    for schedule in schedule_broken_list():
+        assert schedule.broken_since is not None
+        age = max((now - schedule.broken_since).total_seconds(), 0.0)
+        again = f"; tried again at {schedule.retry_at:%H:%M:%S} UTC" if schedule.retry_at else ""
+        message = f"schedule {schedule.name} cannot fire: {schedule.broken_reason} (broken for {age:.0f} s{again})"
+        readings.append(Reading(name, kind, schedule.name, age >= limit, age, limit, message))
+    broken = {reading.subject for reading in readings}
+    for subject in Alert.objects.filter(rule=name, resolved_at__isnull=True).values_list("subject", flat=True):
+        if subject not in broken:
+            readings.append(Reading(name, kind, subject, False, 0.0, limit, f"schedule {subject} is no longer broken"))
+    return readings
+
+
 def read(rule: dict[str, Any], *, now: datetime) -> list[Reading]:
     """What ``rule`` sees now, one Reading per subject."""
     name, kind = rule["name"], rule["kind"]
@@ -61,6 +85,8 @@ def read(rule: dict[str, Any], *, now: datetime) -> list[Reading]:
         limit = float(threshold or 1)
         message = f"{dead} jobs went dead in the last {window // 60} min (threshold {limit:g})"
         return [Reading(name, kind, "", dead >= limit, float(dead), limit, message)]
+    if kind == "broken_schedule":
+        return _broken_schedules(rule, now)
     readings = []
     for queue_name in rule.get("queues") or conf.queue_names():
         if kind == "failure_rate":

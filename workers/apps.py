@@ -16,9 +16,9 @@ class WorkersConfig(AppConfig):
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """`manage.py check` (and runserver) report a bad JOBSITE_SCHEDULES before the scheduler starts."""
     from .conf import declared_schedules
-    from .scheduling.validation import declared_schedule_errors
+    from .scheduling.validation import DECLARED_SCHEDULES_CHECK, declared_schedule_errors
 
     return [
-        checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
+        checks.Error(problem, id=DECLARED_SCHEDULES_CHECK, hint="See README, 'Schedules and ordered jobs'.")
         for problem in declared_schedule_errors(declared_schedules())
     ]

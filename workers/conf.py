@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     # and still count as on time (catch_up="skip" drops runs later than this).
     "SCHEDULER_INTERVAL": 1.0,
     "SCHEDULE_GRACE": 60,
+    # A schedule whose run cannot be pushed is marked broken and tried again after
+    # SCHEDULE_RETRY_BASE seconds, doubling up to SCHEDULE_RETRY_CAP, until it goes out.
+    "SCHEDULE_RETRY_BASE": 5.0,
+    "SCHEDULE_RETRY_CAP": 600.0,
     # Log lines kept per job attempt (captured while the job runs; the rest are counted).
     "LOG_LINES_LIMIT": 200,
     # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a

@@ -200,6 +200,13 @@ class Schedule(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_job_id = models.CharField(max_length=128, blank=True, default="")
     missed_runs = models.PositiveIntegerField(default=0, help_text="Due times skipped after downtime.")
+    # Set by the scheduler when a run cannot be pushed (the queue is gone, the function is no
+    # longer schedulable, args a JSON cannot hold...): the schedule is retried at retry_at,
+    # with a backoff, and never holds up the others. Saving, syncing or resuming it clears them.
+    broken_reason = models.TextField(blank=True, default="")
+    broken_since = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When a broken schedule is tried again.")
+    push_failures = models.PositiveIntegerField(default=0, help_text="Failed pushes in a row (sets the backoff).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -212,6 +219,10 @@ class Schedule(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
+
+    @property
+    def is_broken(self) -> bool:
+        return self.broken_since is not None
 
     @property
     def trigger(self) -> str:

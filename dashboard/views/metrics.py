@@ -34,6 +34,7 @@ from workers.models import RUNTIME_BUCKETS, JobStatus
 from workers.reads.health import health_get, readiness_get
 from workers.reads.live import queue_live_list, worker_list
 from workers.reads.rollups import function_runtime_list, job_status_counts
+from workers.reads.schedules import schedule_broken_list
 from workers.statuses import OPEN_STATUSES
 
 
@@ -69,6 +70,12 @@ class JobsiteCollector(Collector):
             "jobsite_dead_letters",
             "Dead letters waiting for an operator (not discarded)",
             value=sum(n for (_, status), n in counts.items() if status == JobStatus.DEAD),
+        )
+
+        yield GaugeMetricFamily(
+            "jobsite_schedules_broken",
+            "Enabled schedules set aside because their runs cannot be pushed",
+            value=len(schedule_broken_list()),
         )
 
         table = function_runtime_list()

@@ -178,6 +178,7 @@ JOBSITE_ALERTS = {
         {"name": "backlog", "kind": "queue_length", "threshold": 5000},
         {"name": "stale-queue", "kind": "oldest_job_age", "threshold": 600},
         {"name": "no-worker", "kind": "no_live_worker"},
+        {"name": "broken-schedule", "kind": "broken_schedule"},
     ],
     "MAIL_ADMINS": True,  # to settings.ADMINS, when there are any
     "WEBHOOK_URL": os.environ.get("JOBSITE_ALERT_WEBHOOK_URL", ""),  # POSTed JSON

@@ -170,6 +170,38 @@ def test_check_alerts_command_and_history_page(settings, client, transactional_d
     assert "queue default: 1 jobs waiting" in open_only
 
 
+def test_a_broken_schedule_alerts_with_its_reason_until_it_is_mended(alert_settings, webhook):
+    import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
+    from workers.models import Schedule
+    from workers.scheduling.sync import schedule_save
+    from workers.scheduling.tick import schedules_fire_due
+
+    alert_settings({"name": "broken", "kind": "broken_schedule", "threshold": 30})
+    schedule = schedule_save(schedule=Schedule(name="nightly", func="tests.schedfuncs.tick", interval=60))
+    healthy = schedule_save(schedule=Schedule(name="healthy", func="tests.schedfuncs.tick", interval=60))
+    Schedule.objects.filter(pk=schedule.pk).update(queue="gone")  # a deploy removed its queue
+    broke_at = schedule.next_run_at
+    schedules_fire_due(now=broke_at)
+
+    assert alerts_evaluate(now=broke_at + timedelta(seconds=10)) == []  # not for a blip shorter than the threshold
+    [fired] = alerts_evaluate(now=broke_at + timedelta(seconds=40))
+
+    assert (fired.event, fired.alert.rule, fired.alert.kind, fired.alert.subject) == (
+        "firing", "broken", "broken_schedule", "nightly"
+    )  # fmt: skip
+    assert fired.alert.message.startswith("schedule nightly cannot fire: unknown queue 'gone'")
+    assert [m.subject for m in mail.outbox] == ["[jobsite] FIRING: broken [nightly]"]
+    assert alerts_evaluate(now=broke_at + timedelta(seconds=100)) == []  # still broken: no second message
+
+    schedule.refresh_from_db()
+    schedule.queue = "default"
+    schedule_save(schedule=schedule)  # fixed in the admin
+    [recovered] = alerts_evaluate(now=broke_at + timedelta(seconds=160))
+    assert (recovered.event, recovered.alert.subject) == ("resolved", "nightly")
+    assert [e["event"] for e in webhook[1]] == ["firing", "resolved"]
+    assert not Alert.objects.filter(subject=healthy.name).exists()
+
+
 def test_schedule_entry_points_at_a_schedulable_function(settings):
     from workers.registry import schedulable_functions
 

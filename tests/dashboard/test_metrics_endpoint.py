@@ -62,6 +62,25 @@ def test_metrics_show_a_running_worker_as_idle(client, start_worker):
     assert [dict(labels)["name"] for labels in names] == [worker.name]
 
 
+def test_metrics_count_broken_schedules(client):
+    import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
+    from workers.models import Schedule
+    from workers.scheduling.sync import schedule_save
+    from workers.scheduling.tick import schedules_fire_due
+
+    def make(name: str) -> Schedule:
+        return schedule_save(schedule=Schedule(name=name, func="tests.schedfuncs.tick", interval=60))
+
+    healthy, broken, disabled = make("healthy"), make("broken"), make("disabled")
+    Schedule.objects.filter(pk__in=[broken.pk, disabled.pk]).update(queue="gone")
+    assert scrape(client)[("jobsite_schedules_broken", ())] == 0
+
+    schedules_fire_due(now=max(s.next_run_at for s in (healthy, broken, disabled)))
+    Schedule.objects.filter(pk=disabled.pk).update(enabled=False)
+
+    assert scrape(client)[("jobsite_schedules_broken", ())] == 1
+
+
 def test_metrics_are_closed_to_other_machines_without_a_token(client):
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
     assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1

@@ -83,6 +83,25 @@ def test_actions_refuse_bad_requests(admin_client, client, django_user_model, sc
     assert not Schedule.objects.get(pk=schedule.pk).is_paused
 
 
+def test_a_broken_schedule_shows_why_and_run_now_says_it_cannot(admin_client, schedule, redis_conn):
+    Schedule.objects.filter(pk=schedule.pk).update(queue="<b>gone</b>")  # a deploy removed its queue
+    schedules_fire_due(now=schedule.next_run_at + timedelta(seconds=1))
+
+    row = admin_client.get("/dashboard/schedules/", **HTMX).content.decode()
+    row = row[row.index('data-schedule="nightly-report"') :]
+    assert '<span class="badge badge-dead">broken</span>' in row
+    assert "unknown queue &#x27;&lt;b&gt;gone&lt;/b&gt;&#x27;" in row  # the reason, escaped
+    assert "tried again at" in row
+
+    ran = admin_client.post(f"/dashboard/schedules/{schedule.pk}/run/", **HTMX).content.decode()
+    assert "nightly-report cannot run: unknown queue" in ran
+    assert redis_conn.llen(Queue("default", connection=redis_conn).key) == 0
+
+    Schedule.objects.filter(pk=schedule.pk).update(queue="default")
+    admin_client.post(f"/dashboard/schedules/{schedule.pk}/run/", **HTMX)  # a push that goes through mends it
+    assert "badge-dead" not in admin_client.get("/dashboard/schedules/", **HTMX).content.decode()
+
+
 def test_keys_page_lists_waiting_and_stalled_keys(admin_client, redis_conn):
     first = enqueue("tests.orderfuncs.step", "post:42", 0, key="post:42")
     enqueue("tests.orderfuncs.step", "post:42", 1, key="post:42")

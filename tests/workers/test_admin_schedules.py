@@ -70,3 +70,26 @@ def test_admin_actions_pause_and_run(admin_client, redis_conn):
     assert Schedule.objects.get(pk=schedule.pk).is_paused
     admin_client.post(changelist, {"action": "run_selected_now", "_selected_action": [schedule.pk]})
     assert redis_conn.llen("rq:queue:default") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_schedule_shows_its_reason_and_saving_it_fixed_mends_it(admin_client):
+    from datetime import timedelta
+
+    from workers.scheduling.tick import schedules_fire_due
+
+    schedule = schedule_save(schedule=Schedule(name="digest", func="tests.schedfuncs.tick", interval=60))
+    Schedule.objects.filter(pk=schedule.pk).update(args="abc")  # written by a migration, say
+    schedules_fire_due(now=schedule.next_run_at + timedelta(seconds=1))
+
+    listing = admin_client.get("/admin/workers/schedule/").content.decode()
+    assert '<td class="field-is_broken"><img src="/static/admin/img/icon-yes.svg" alt="True"></td>' in listing
+    change = f"/admin/workers/schedule/{schedule.pk}/change/"
+    page = admin_client.get(change).content.decode()
+    assert "args must be a JSON list, e.g. [42, &quot;weekly&quot;], not &#x27;abc&#x27;" in page
+
+    response = admin_client.post(change, form(interval="60", args='["abc"]'))
+
+    assert response.status_code == 302
+    schedule.refresh_from_db()
+    assert (schedule.args, schedule.is_broken, schedule.broken_reason, schedule.retry_at) == (["abc"], False, "", None)

@@ -21,6 +21,14 @@ def _migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
+@pytest.fixture(autouse=True)
+def _latest_schema_afterwards():
+    """The tests after these need every migration applied, not the one a test stopped at."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def test_failed_records_get_the_fingerprint_of_their_last_failed_attempt():
     old = _migrate(BEFORE)
     Record, Error = old.get_model("workers", "JobRecord"), old.get_model("workers", "JobError")

@@ -91,10 +91,32 @@ class ScheduleForm(forms.ModelForm):
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
-    list_display = ["name", "func", "trigger", "queue", "enabled", "is_paused", "next_run_at", "last_run_at", "source"]
+    list_display = [
+        "name",
+        "func",
+        "trigger",
+        "queue",
+        "enabled",
+        "is_paused",
+        "is_broken",
+        "next_run_at",
+        "last_run_at",
+        "source",
+    ]
     list_filter = ["enabled", "source", "queue"]
     search_fields = ["name", "func"]
-    readonly_fields = ["source", "paused_at", "next_run_at", "last_run_at", "last_job_id", "missed_runs"]
+    # Saving the form (once it validates) mends a broken schedule: the scheduler tries it again.
+    readonly_fields = [
+        "source",
+        "paused_at",
+        "next_run_at",
+        "last_run_at",
+        "last_job_id",
+        "missed_runs",
+        "broken_reason",
+        "broken_since",
+        "retry_at",
+    ]
     actions = ["pause_selected", "resume_selected", "run_selected_now"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[str]:
@@ -107,6 +129,10 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="paused")
     def is_paused(self, obj: Schedule) -> bool:
         return obj.is_paused
+
+    @admin.display(boolean=True, description="broken")
+    def is_broken(self, obj: Schedule) -> bool:
+        return obj.is_broken
 
     def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
         schedule_save(schedule=obj)

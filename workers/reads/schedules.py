@@ -49,6 +49,14 @@ def schedule_list(*, recent: int = 5) -> list[ScheduleView]:
     return [ScheduleView(s, by_schedule.get(s.pk, [])) for s in schedules]
 
 
+def schedule_broken_list() -> list[Schedule]:
+    """Enabled schedules the scheduler has set aside because their runs cannot be pushed,
+    longest broken first."""
+    broken = Schedule.objects.filter(enabled=True, broken_since__isnull=False).order_by("broken_since", "pk")
+    # Not its definition: what broke it may be a value that cannot even be read.
+    return list(broken.only("name", "broken_reason", "broken_since", "retry_at", "push_failures"))
+
+
 def schedulers_alive(connection: Any = None) -> list[str]:
     """Names of the scheduler processes that reported in the last few seconds."""
     connection = connection if connection is not None else redis_connection()

@@ -8,9 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Schedule, ScheduleRun
-from ..registry import schedulable_functions
+from ..scheduling.broken import NOT_BROKEN
 from ..scheduling.due import next_due
 from ..scheduling.tick import run_job_id, schedule_push
+from ..scheduling.validation import schedule_problem
 
 
 class ScheduleActionError(Exception):
@@ -38,16 +39,22 @@ def schedule_pause(*, schedule_id: int, now: datetime | None = None) -> Schedule
 
 
 def schedule_resume(*, schedule_id: int, now: datetime | None = None) -> Schedule:
-    """Resume from now on: due times that passed while paused are not caught up."""
+    """Resume from now on: due times that passed while paused are not caught up.
+
+    A broken schedule (paused or not) is tried again at the next tick, without its backoff.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         schedule = _locked(schedule_id)
-        if schedule.paused_at is None:
+        if schedule.paused_at is None and not schedule.is_broken:
             return schedule
-        schedule.paused_at = None
-        if schedule.enabled and (schedule.next_run_at is None or schedule.next_run_at <= now):
-            schedule.next_run_at = next_due(schedule, after=now) if (schedule.cron or schedule.interval) else None
-        schedule.save(update_fields=["paused_at", "next_run_at", "updated_at"])
+        for name, value in NOT_BROKEN.items():
+            setattr(schedule, name, value)
+        if schedule.paused_at is not None:
+            schedule.paused_at = None
+            if schedule.enabled and (schedule.next_run_at is None or schedule.next_run_at <= now):
+                schedule.next_run_at = next_due(schedule, after=now) if (schedule.cron or schedule.interval) else None
+        schedule.save(update_fields=["paused_at", "next_run_at", *NOT_BROKEN, "updated_at"])
     return schedule
 
 
@@ -56,10 +63,15 @@ def schedule_run_now(*, schedule_id: int, now: datetime | None = None) -> Schedu
     now = now or timezone.now()
     with transaction.atomic():
         schedule = _locked(schedule_id)
-        if schedule.func not in schedulable_functions():
-            raise ScheduleActionError(f"{schedule.func!r} is no longer a schedulable function; fix the schedule")
+        if problem := schedule_problem(schedule):
+            raise ScheduleActionError(f"{schedule.name} cannot run: {problem}; fix the schedule")
         run = ScheduleRun.objects.create(schedule=schedule, job_id=run_job_id(schedule, None), fired_at=now)
         schedule.last_run_at, schedule.last_job_id = now, run.job_id
         schedule.save(update_fields=["last_run_at", "last_job_id", "updated_at"])
-    schedule_push(schedule, run)
+    if not schedule_push(schedule, run, now=now):
+        schedule.refresh_from_db()
+        again = f" from {schedule.retry_at:%H:%M:%S} UTC" if schedule.retry_at else ""
+        raise ScheduleActionError(
+            f"{schedule.name}: the run could not be pushed: {schedule.broken_reason}; it is tried again{again}"
+        )
     return run

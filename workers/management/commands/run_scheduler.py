@@ -8,7 +8,8 @@ import socket
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core import checks
+from django.core.management.base import BaseCommand, SystemCheckError
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -18,10 +19,15 @@ from workers.redis import SCHEDULER_HEARTBEAT_KEY
 from workers.redis import connection as redis_connection
 from workers.scheduling.sync import schedules_sync
 from workers.scheduling.tick import scheduler_heartbeat, schedules_fire_due
+from workers.scheduling.validation import DECLARED_SCHEDULES_CHECK
 
 
 class Command(BaseCommand):
     help = "Run the jobsite scheduler: sync JOBSITE_SCHEDULES, then fire due schedules until stopped."
+    # The system checks run in handle(), all but the one on JOBSITE_SCHEDULES: a bad entry
+    # must not stop every other schedule (the sync skips it and says why).
+    requires_system_checks: list[str] = []
+    stealth_options = ("skip_checks",)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--once", action="store_true", help="Fire what is due now, then exit.")
@@ -29,6 +35,14 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=f"{socket.gethostname()}.{os.getpid()}", help="This scheduler's name.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options.get("skip_checks"):
+            serious = [
+                message
+                for message in checks.run_checks()
+                if message.is_serious() and not message.is_silenced() and message.id != DECLARED_SCHEDULES_CHECK
+            ]
+            if serious:
+                raise SystemCheckError("\n".join(str(message) for message in serious))
         connection = redis_connection()
         name = options["name"]
         if not options["no_sync"]:
@@ -37,6 +51,11 @@ class Command(BaseCommand):
                 f"schedules declared in code: {len(result.created)} created, {len(result.updated)} updated, "
                 f"{len(result.disabled)} disabled"
             )
+            if result.invalid:
+                self.stderr.write(
+                    "JOBSITE_SCHEDULES entries skipped, fix them (`manage.py check` lists them too):\n  "
+                    + "\n  ".join(result.invalid)
+                )
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
