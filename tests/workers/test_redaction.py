@@ -261,6 +261,6 @@ def test_text_forms_of_a_secret_are_masked(text, shown):
 def test_a_setting_of_the_wrong_shape_falls_back_to_the_built_in_rules(settings):
     settings.JOBSITE = {**settings.JOBSITE, "REDACT": ["pin"]}
     assert redaction.setting_errors(["pin"]) == [
-        'JOBSITE["REDACT"] must be a dict (keys: card_numbers, defaults, functions, names, patterns), not [\'pin\']'
+        "JOBSITE[\"REDACT\"] must be a dict (keys: card_numbers, defaults, functions, names, patterns), not ['pin']"
     ]
     assert redaction.redact_kwargs("a.b", {"password": "x", "pin": "1"}) == {"password": "[redacted]", "pin": "1"}
