@@ -120,3 +120,19 @@ def log_and_fail(text: str) -> None:
 
     logging.getLogger("jobsite.tests").warning("about to fail: %s", text)
     raise RuntimeError(text)
+
+
+def use_secrets(user: str, pin: str, db_password: str, *, config: dict, note: str, card: str, fail: bool = False):
+    """Receives secrets every way a job can: it records what it got (the real values), logs
+    them, reports them as progress, and returns them or raises with them in the message."""
+    import json
+    import logging
+
+    _redis().rpush("test:secrets:received", json.dumps([user, pin, db_password, config, note, card]))
+    log = logging.getLogger("shop.jobs.secrets")
+    log.info("connecting as %s with password=%s and %s", user, db_password, note)
+    log.warning("pin %s, card %s, key %s", pin, card, config["api_key"])
+    progress(1, 2, f"checking pin {pin} with {note}")
+    if fail:
+        raise ValueError(f"login failed for {user}: password={db_password}, pin {pin}, card {card}, {config}")
+    return {"user": user, "session_token": config["api_key"], "echo": f"pin {pin} card {card}"}

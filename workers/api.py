@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from . import conf, events
+from . import conf, events, redaction
 from .conf import setting
 from .models import JobOrigin
 from .ordering.keys import OrderingError, rate_limit_for
@@ -204,7 +204,7 @@ def progress(done: float, total: float, message: str | None = None) -> None:
     if total <= 0 or done < 0:
         raise ValueError(f"progress needs total > 0 and done >= 0, not done={done!r} total={total!r}")
     percent = max(0, min(100, int(done * 100 / total)))
-    text = events.bounded(message or "", 255)
+    text = events.bounded(redaction.call_of(job).text(message or ""), 255)
     last = getattr(job, "_jobsite_last_progress", None)
     if last == (percent, text):
         return  # nothing new to show: spare the stream

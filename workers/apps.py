@@ -11,6 +11,7 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_declared_schedules)
+        checks.register(check_redaction)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -21,4 +22,15 @@ def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[che
     return [
         checks.Error(problem, id=DECLARED_SCHEDULES_CHECK, hint="See README, 'Schedules and ordered jobs'.")
         for problem in declared_schedule_errors(declared_schedules())
+    ]
+
+
+def check_redaction(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check` reports a bad JOBSITE["REDACT"] (workers skip its bad entries and go on)."""
+    from .conf import setting
+    from .redaction import setting_errors
+
+    return [
+        checks.Error(problem, id="workers.E005", hint="See README, 'Security', 'Redaction'.")
+        for problem in setting_errors(setting("REDACT"))
     ]

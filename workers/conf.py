@@ -66,6 +66,44 @@ DEFAULTS: dict[str, Any] = {
     # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
     # only requests from this machine (loopback) are answered.
     "METRICS_TOKEN": "",
+    # Secrets masked ("[redacted]") in everything stored, shown or logged of a job: its
+    # arguments, result, exception message and traceback, log lines and progress messages
+    # (workers/redaction.py). The job itself gets its real arguments.
+    # - "names": regexes, case-insensitive, searched in keyword-argument names, positional
+    #   parameter names, dict keys at any depth, and `name=value` / `name: value` in text.
+    # - "patterns": regexes over text; a group named "value" marks the part to mask (else
+    #   the whole match).
+    # - "card_numbers": mask Luhn-valid card numbers (13-19 digits, spaces or dashes).
+    # - "functions": per function, by dotted path: "all" (every argument and the result),
+    #   or {"args": [0, 2] or "all", "kwargs": ["pin"] or "all", "result": True,
+    #   "patterns": [...]}.
+    # A JOBSITE["REDACT"] in settings adds its "names" and "patterns" to these unless it
+    # says "defaults": False; its other keys replace these.
+    "REDACT": {
+        "names": [
+            r"passw(or)?d",
+            r"passphrase",
+            r"secret",
+            r"token",
+            r"authorization",
+            r"api[-_]?key",
+            r"private[-_]?key",
+            r"credential",
+            r"card[-_]?number",
+            r"(?<![a-z])cv[vc](?![a-z])",
+        ],
+        "patterns": [
+            r"(?i)\b(?:bearer|basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})",  # Authorization headers
+            r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<value>[^\s@/]+)@",  # passwords in URLs
+            r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+",  # JSON web tokens
+            r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}",  # Stripe keys
+            r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+            r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
+        ],
+        "card_numbers": True,
+        "functions": {},
+    },
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .conf import setting
@@ -50,8 +51,10 @@ def bounded(text: str, limit: int | None = None) -> str:
     return storable(text)
 
 
-def safe_repr(value: Any, limit: int | None = None) -> str:
-    """repr() that never raises and never returns more than ``limit`` characters."""
+def safe_repr(value: Any, limit: int | None = None, clean: Callable[[str], str] | None = None) -> str:
+    """repr() that never raises and never returns more than ``limit`` characters.
+
+    ``clean`` (a redaction) sees the whole repr before it is cut: no half secret is left."""
     limit = limit or setting("REPR_LIMIT")
     try:
         if isinstance(value, (bytes, bytearray)) and len(value) > limit:
@@ -59,7 +62,7 @@ def safe_repr(value: Any, limit: int | None = None) -> str:
         text = repr(value)
     except Exception as exc:  # a user's __repr__ may raise anything
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    return bounded(text, limit)
+    return bounded(clean(text) if clean is not None else text, limit)
 
 
 # --- builders ----------------------------------------------------------------------------

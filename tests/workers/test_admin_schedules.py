@@ -93,3 +93,27 @@ def test_a_broken_schedule_shows_its_reason_and_saving_it_fixed_mends_it(admin_c
     assert response.status_code == 302
     schedule.refresh_from_db()
     assert (schedule.args, schedule.is_broken, schedule.broken_reason, schedule.retry_at) == (["abc"], False, "", None)
+
+
+def test_arguments_only_read_are_shown_redacted(admin_client, client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    args, kwargs = ["weekly", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"], {"api_key": "AK-77-secret", "region": "eu"}
+    edited = schedule_save(schedule=Schedule(name="edited", func="tests.schedfuncs.report", interval=60,
+                                             args=args, kwargs=kwargs))  # fmt: skip
+    schedules_sync(declared=[{"name": "declared", "func": "tests.schedfuncs.report", "interval": 60,
+                              "args": args, "kwargs": kwargs}])  # fmt: skip
+    declared = Schedule.objects.get(name="declared")
+    viewer = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_schedule"))
+    client.force_login(viewer)
+
+    for who, schedule in ((client, edited), (client, declared), (admin_client, declared)):
+        page = who.get(f"/admin/workers/schedule/{schedule.pk}/change/").content.decode()
+        assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc" not in page and "AK-77-secret" not in page
+        assert "[&quot;weekly&quot;, &quot;[redacted]&quot;]" in page
+        assert "&quot;api_key&quot;: &quot;[redacted]&quot;" in page and "&quot;region&quot;: &quot;eu&quot;" in page
+    # Whoever may edit a schedule edits its real arguments (the form saves them back).
+    page = admin_client.get(f"/admin/workers/schedule/{edited.pk}/change/").content.decode()
+    assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc" in page and 'name="args"' in page

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from ..models import Schedule, ScheduleSource
+from ..redaction import Call, call_for
 from ..registry import schedulable_functions
 from ..scheduling.sync import DEFINITION_FIELDS, schedule_save
 from ..scheduling.validation import schedule_validate
@@ -88,6 +89,15 @@ class ScheduleForm(forms.ModelForm):
         return {} if self.cleaned_data.get("kwargs") is None else self.cleaned_data["kwargs"]
 
 
+_SHOWN = {"args": "args_shown", "kwargs": "kwargs_shown"}
+
+
+def _call(schedule: Schedule) -> Call:
+    args = schedule.args if isinstance(schedule.args, list) else [schedule.args]
+    kwargs = schedule.kwargs if isinstance(schedule.kwargs, dict) else {"": schedule.kwargs}
+    return call_for(schedule.func, args, kwargs)
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
@@ -124,7 +134,35 @@ class ScheduleAdmin(admin.ModelAdmin):
         if obj is not None and obj.source == ScheduleSource.CODE:
             # Declared in JOBSITE_SCHEDULES: the code owns the definition (a sync would undo edits).
             fields += ["name", *DEFINITION_FIELDS, "enabled"]
+        if self._arguments_redacted(request, obj):
+            fields += list(_SHOWN.values())
         return fields
+
+    def _arguments_redacted(self, request: HttpRequest, obj: Schedule | None) -> bool:
+        # Arguments only read (declared in code, or a viewer who may not edit) are shown
+        # redacted (JOBSITE["REDACT"]); an editor's form holds the real values it saves back.
+        return obj is not None and (obj.source == ScheduleSource.CODE or not self.has_change_permission(request, obj))
+
+    def get_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[Any]:
+        fields = list(super().get_fields(request, obj))
+        if not self._arguments_redacted(request, obj):
+            return fields
+        shown: list[Any] = []
+        for name in fields:
+            name = _SHOWN.get(name, name) if isinstance(name, str) else name
+            if name not in shown:
+                shown.append(name)
+        return shown
+
+    @admin.display(description="args")
+    def args_shown(self, obj: Schedule) -> str:
+        call = _call(obj)
+        return call.text(json.dumps(list(call.args), default=str))
+
+    @admin.display(description="kwargs")
+    def kwargs_shown(self, obj: Schedule) -> str:
+        call = _call(obj)
+        return call.text(json.dumps(call.kwargs, default=str))
 
     @admin.display(boolean=True, description="paused")
     def is_paused(self, obj: Schedule) -> bool:

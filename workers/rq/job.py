@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.utils import now
 
-from .. import events
+from .. import events, redaction
 from ..conf import serializer as configured_serializer
 from ..redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT
 from ..statuses import FROM_RQ_WAITING, JobStatus
@@ -44,16 +44,13 @@ class TrackedJob(Job):
         return int(self.meta.get(META_ATTEMPT, 0))
 
     def descriptor(self) -> dict[str, Any]:
-        """What a record needs to exist: queue, function, arguments and origin."""
-        try:
-            func, args, kwargs = self.func_name, self.args, self.kwargs
-        except Exception as exc:  # undeserializable payload: still record the job
-            func, args, kwargs = f"<undeserializable: {type(exc).__name__}>", (), {}
+        """What a record needs to exist: queue, function, arguments (redacted) and origin."""
+        call = redaction.call_of(self)  # an undeserializable payload still gets its record
         described = {
             "q": self.origin,
-            "f": events.bounded(str(func), 255),
-            "args": events.safe_repr(tuple(args)),
-            "kwargs": events.safe_repr(dict(kwargs)),
+            "f": events.bounded(call.func, 255),
+            "args": events.safe_repr(call.args, clean=call.text),
+            "kwargs": events.safe_repr(call.kwargs, clean=call.text),
             "key": self.meta.get(META_KEY),
             "origin": self.meta.get(META_ORIGIN),
             "parent": self.meta.get(META_PARENT),
@@ -63,6 +60,10 @@ class TrackedJob(Job):
         }
         # Empty values say nothing the recorder does not assume: a smaller event to send.
         return {name: value for name, value in described.items() if value is not None and value != ""}
+
+    def get_call_string(self) -> str | None:
+        # RQ keeps this "description" in Redis and its workers log it: redacted too.
+        return redaction.call_of(self).call_string(max_length=75)
 
     def waiting_event(self, status: str) -> dict[str, Any]:
         """The event of this job waiting for its next attempt (queued, deferred, ...)."""
@@ -116,13 +117,14 @@ class TrackedJob(Job):
         return super().get_retry_interval()
 
     def report_finished(self, pipeline: Any, *, worker: str) -> None:
+        call = redaction.call_of(self)
         events.append(
             pipeline,
             events.finished(
                 job_id=self.id,
                 attempt=max(self.attempt, 1),
                 worker=worker,
-                result=events.safe_repr(self._result),
+                result=events.safe_repr(call.result(self._result), clean=call.text),
                 start=epoch(self.started_at),
                 end=epoch(self.ended_at),
                 descriptor=self.descriptor(),
@@ -130,6 +132,9 @@ class TrackedJob(Job):
         )
 
     def report_failure(self, pipeline: Any, *, status: str, failure: tuple[str, str, str], worker: str) -> None:
+        call = redaction.call_of(self)
+        exc_type, message, traceback_text = failure
+        failure = (exc_type, call.text(message), call.text(traceback_text))
         ended = now()
         next_at = None
         if status == JobStatus.RETRYING and self._jobsite_retry_delay is not None:

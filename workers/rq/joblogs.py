@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .. import events
+from .. import events, redaction
 from ..conf import setting
 
 # The worker's own chatter is not the job's: RQ's and jobsite's machinery loggers.
@@ -58,6 +58,7 @@ class JobLogHandler(logging.Handler):
 
     def _ship(self, created: float, level: str, name: str, text: str) -> None:
         self.seq += 1
+        text = redaction.call_of(self.job).text(text)
         line = [self.seq, created, level[:16], events.bounded(name, 255), events.bounded(text)]
         events.append(self.job.connection, events.log_lines(job_id=self.job.id, attempt=self.attempt, lines=[line]))
 

@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.worker import SimpleWorker, Worker
 
-from .. import events
+from .. import events, redaction
 from ..conf import setting
 from ..ordering.keys import key_job_ended
 from ..rq.failures import describe_failure
@@ -76,11 +76,14 @@ class TrackingMixin:
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         exc_type, value = exc_info[0], exc_info[1]
+        call = redaction.call_of(job)
         job._jobsite_exc_info = (  # type: ignore[attr-defined]
             f"{exc_type.__module__}.{exc_type.__qualname__}" if exc_type else "Exception",
-            str(value),
+            call.text(str(value)),
         )
-        super().handle_exception(job, *exc_info)  # type: ignore[misc]
+        # RQ logs the traceback and hands the arguments to log handlers: redacted as well.
+        with redaction.redacting_logs(self.log, call):  # type: ignore[attr-defined]
+            super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
@@ -93,7 +96,8 @@ class TrackingMixin:
                 log.warning("could not refresh meta of job %s", job.id)
         # RQ stores the traceback UTF-8 encoded: a message with lone surrogates (bytes decoded
         # with surrogateescape) made that raise in the horse, losing the job's real error.
-        exc_string = events.storable(exc_string)
+        # Redacted before RQ keeps it (the job's failure result) or anything reports it.
+        exc_string = redaction.call_of(job).text(events.storable(exc_string))
         decision = retry_decision(job, stopped=self._stopped_job_id == job.id)  # type: ignore[attr-defined]
         status = decision.status
         job.retries_left = decision.retries_left or None
