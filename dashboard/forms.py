@@ -88,6 +88,9 @@ class BulkActionForm(forms.Form):
 
     action = forms.ChoiceField(choices=[("retry", "retry"), ("discard", "discard")])
     all = forms.BooleanField(required=False)
+    # With ``all``: how many matching jobs the operator saw and confirmed. When that many
+    # no longer match, the service does nothing and says so.
+    expected = forms.IntegerField(required=False, min_value=0)
 
     def __init__(self, data: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(data, *args, **kwargs)
