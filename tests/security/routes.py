@@ -14,6 +14,7 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
+    "/dashboard/audit/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job_id}/retry/",
