@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Alert(models.Model):
@@ -19,6 +20,11 @@ class Alert(models.Model):
     # How the firing and the recovery were delivered ("mail, webhook"), or why not.
     notified = models.CharField(max_length=255, blank=True, default="")
     recovery_notified = models.CharField(max_length=255, blank=True, default="")
+    # An operator took it on (alerts.services.alert_acknowledge): the banner lets it be.
+    acknowledged_by = models.CharField(max_length=150, blank=True, default="")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # Out of the banner until then (alerts.services.alert_mute); it stays on the alerts page.
+    muted_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -37,3 +43,7 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+    @property
+    def is_muted(self) -> bool:
+        return self.muted_until is not None and self.muted_until > timezone.now()

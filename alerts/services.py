@@ -7,13 +7,16 @@ import json
 import logging
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+
+from workers.models import AuditAction
+from workers.services.audit import Actor, audited
 
 from .models import Alert
 from .rules import Reading, configured_rules, read
@@ -128,3 +131,58 @@ def alerts_evaluate(*, now: datetime | None = None) -> list[Transition]:
         field = "notified" if transition.event == "firing" else "recovery_notified"
         Alert.objects.filter(pk=transition.alert.pk).update(**{field: delivered[:255]})
     return transitions
+
+
+# --- operator actions ------------------------------------------------------------------
+
+# How long an operator may mute an incident for, in minutes.
+MUTE_CHOICES = (60, 240, 1440)
+
+
+class AlertActionError(Exception):
+    """An action on an alert that cannot be done; the message says why."""
+
+
+class AlertNotFound(AlertActionError):
+    pass
+
+
+def _locked_open(alert_id: int) -> Alert:
+    alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+    if alert is None:
+        raise AlertNotFound(f"no alert with id {alert_id}")
+    if not alert.is_open:
+        raise AlertActionError(f"{alert}: already resolved at {alert.resolved_at:%Y-%m-%d %H:%M:%S}")
+    return alert
+
+
+def alert_acknowledge(*, alert_id: int, actor: Actor, now: datetime | None = None) -> Alert:
+    """Someone is on it: the incident leaves the banner (it stays open until it recovers).
+    Acknowledging twice keeps the first acknowledgement."""
+    action = AuditAction.ALERT_ACKNOWLEDGE
+    with audited(
+        actor=actor, action=action, target_kind="alert", target_id=alert_id, refusals=(AlertActionError,)
+    ) as note:
+        alert = _locked_open(alert_id)
+        if alert.acknowledged_at is not None:
+            note.detail = f"{alert}: already acknowledged by {alert.acknowledged_by}"
+            return alert
+        alert.acknowledged_by, alert.acknowledged_at = actor.username[:150], now or timezone.now()
+        alert.save(update_fields=["acknowledged_by", "acknowledged_at"])
+        note.detail = f"{alert}: acknowledged"
+    return alert
+
+
+def alert_mute(*, alert_id: int, actor: Actor, minutes: int, now: datetime | None = None) -> Alert:
+    """Keep the incident out of the banner for ``minutes`` (one of MUTE_CHOICES)."""
+    action = AuditAction.ALERT_MUTE
+    with audited(
+        actor=actor, action=action, target_kind="alert", target_id=alert_id, refusals=(AlertActionError,)
+    ) as note:
+        if minutes not in MUTE_CHOICES:
+            raise AlertActionError(f"Mute for {', '.join(map(str, MUTE_CHOICES))} minutes.")
+        alert = _locked_open(alert_id)
+        alert.muted_until = (now or timezone.now()) + timedelta(minutes=minutes)
+        alert.save(update_fields=["muted_until"])
+        note.detail = f"{alert}: muted until {alert.muted_until:%Y-%m-%d %H:%M %Z}"
+    return alert

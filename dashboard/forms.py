@@ -9,7 +9,8 @@ from django import forms
 from django.core.validators import RegexValidator
 from django.http import QueryDict
 
-from workers.models import JobStatus
+from workers.models import AuditAction, JobStatus
+from workers.reads.audit import AuditFilter
 from workers.reads.jobs import JobFilter
 from workers.reads.live import queue_names
 
@@ -88,6 +89,9 @@ class BulkActionForm(forms.Form):
 
     action = forms.ChoiceField(choices=[("retry", "retry"), ("discard", "discard")])
     all = forms.BooleanField(required=False)
+    # With ``all``: how many matching jobs the operator saw and confirmed. When that many
+    # no longer match, the service does nothing and says so.
+    expected = forms.IntegerField(required=False, min_value=0)
 
     def __init__(self, data: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(data, *args, **kwargs)
@@ -101,3 +105,62 @@ class BulkActionForm(forms.Form):
         if not data.get("all") and not self.job_ids:
             raise forms.ValidationError("Select at least one job, or choose everything matching the filter.")
         return data
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters: who, which action, on what, when."""
+
+    actor = forms.CharField(required=False, max_length=150, label="who")
+    action = forms.ChoiceField(required=False, choices=[("", "any action"), *AuditAction.choices])
+    target = forms.RegexField(
+        required=False, max_length=128, regex=r"^[\w.:@-]+$", label="job, queue, schedule or alert id"
+    )
+    since = forms.DateTimeField(
+        required=False, input_formats=_DATETIME_FORMATS, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, input_formats=_DATETIME_FORMATS, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    bulk = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput)
+    cursor = forms.RegexField(
+        required=False,
+        max_length=64,
+        regex=r"^\d{1,19}_\d{1,19}$",
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "That page link is malformed; start from the first page."},
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since >= until:
+            raise forms.ValidationError("The start of the date range must be before its end.")
+        return data
+
+    def to_filter(self) -> AuditFilter:
+        data = self.cleaned_data
+        return AuditFilter(
+            actor=(data.get("actor") or "").strip(),
+            action=data.get("action") or "",
+            target=data.get("target") or "",
+            since=data.get("since"),
+            until=data.get("until"),
+            bulk=data.get("bulk"),
+        )
+
+    def error_messages(self) -> list[str]:
+        return [
+            f"{self.fields[name].label or name}: {error}" if name in self.fields else str(error)
+            for name, errors in self.errors.items()
+            for error in errors
+        ]
+
+    def query_string(self) -> str:
+        """The valid filter (not the cursor), for the next page's link."""
+        if not self.is_valid():
+            return ""
+        query = QueryDict(mutable=True)
+        for name, value in self.cleaned_data.items():
+            if name != "cursor" and value not in (None, ""):
+                query[name] = value.strftime("%Y-%m-%dT%H:%M:%S") if hasattr(value, "strftime") else str(value)
+        return query.urlencode()

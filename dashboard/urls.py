@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import alerts, dead_letters, job_detail, jobs, keys, overview, queues, schedules, workers
+from .views import alerts, audit, dead_letters, job_detail, jobs, keys, overview, queues, schedules, workers
 
 app_name = "dashboard"
 
@@ -25,4 +25,8 @@ urlpatterns = [
     path("queues/<str:name>/pause/", queues.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", queues.queue_resume, name="queue_resume"),
     path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/banner/", alerts.alerts_banner, name="alerts_banner"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert_acknowledge"),
+    path("alerts/<int:pk>/mute/", alerts.alert_mute, name="alert_mute"),
+    path("audit/", audit.audit, name="audit"),
 ]

@@ -104,6 +104,14 @@ DEFAULTS: dict[str, Any] = {
         "card_numbers": True,
         "functions": {},
     },
+    # --- audit trail (workers.services.audit) ---
+    # Operator actions are kept this many days (the retention job deletes older ones);
+    # 0 keeps them for good.
+    "AUDIT_RETENTION_DAYS": 365,
+    # Reverse proxies in front of the web server that append the client's address to
+    # X-Forwarded-For. 0: the audit trail records REMOTE_ADDR and ignores the header (a
+    # client can write anything in it); n: the address the n-th proxy from the server saw.
+    "TRUSTED_PROXY_COUNT": 0,
 }
 
 

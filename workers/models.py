@@ -85,6 +85,14 @@ class JobRecord(models.Model):
     def is_ended(self) -> bool:
         return self.status in ENDED_STATUSES
 
+    @property
+    def attempts_started(self) -> int:
+        """Attempts that ran. ``attempts`` is the attempt the status belongs to, and a
+        canceled job's status belongs to the attempt it was canceled before."""
+        if self.status == JobStatus.CANCELED:
+            return max(self.attempts - 1, 0)
+        return self.attempts
+
 
 class JobError(models.Model):
     """One row per failed attempt; never overwritten: the error history."""
@@ -288,3 +296,69 @@ class JobMetricTotal(MetricCounters):
 
     def __str__(self) -> str:
         return f"all time {self.queue} {self.func}"
+
+
+class AuditAction(models.TextChoices):
+    JOB_RETRY = "job.retry", "retry"
+    JOB_CANCEL = "job.cancel", "cancel"
+    JOB_STOP = "job.stop", "stop"
+    JOB_RUN_AGAIN = "job.run_again", "run again"
+    DEAD_LETTER_DISCARD = "dead_letter.discard", "discard"
+    BULK_RETRY = "bulk.retry", "bulk retry"
+    BULK_DISCARD = "bulk.discard", "bulk discard"
+    QUEUE_PAUSE = "queue.pause", "pause queue"
+    QUEUE_RESUME = "queue.resume", "resume queue"
+    SCHEDULE_PAUSE = "schedule.pause", "pause schedule"
+    SCHEDULE_RESUME = "schedule.resume", "resume schedule"
+    SCHEDULE_RUN_NOW = "schedule.run_now", "run schedule now"
+    ALERT_ACKNOWLEDGE = "alert.acknowledge", "acknowledge alert"
+    ALERT_MUTE = "alert.mute", "mute alert"
+
+
+class AuditOutcome(models.TextChoices):
+    OK = "ok"
+    PARTIAL = "partial", "partly done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    # A bulk action is written before its jobs, each committed with its own effect; one
+    # that never got to its summary (the process died) still says so.
+    INCOMPLETE = "incomplete"
+
+
+class AuditEntry(models.Model):
+    """One operator action: who, when, what, with which outcome, from where.
+
+    Written by ``workers.services.audit`` only, in the transaction of the action's effect;
+    no page edits or deletes an entry (retention removes old ones). A bulk action is one
+    entry (its filter or selection and how many it did) with one child entry per job.
+    """
+
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=150, help_text="The username at the time.")
+    # Not a foreign key: the entry outlives the account.
+    actor_id = models.PositiveIntegerField(null=True, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target_kind = models.CharField(max_length=16, help_text="job, queue, schedule or alert.")
+    target_id = models.CharField(max_length=128, blank=True, default="", help_text="Empty for a bulk action.")
+    # A bulk action on everything a filter matched: the filter, as posted.
+    filters = models.JSONField(default=dict, blank=True)
+    count = models.PositiveIntegerField(default=0, help_text="How many it acted on.")
+    outcome = models.CharField(max_length=16, choices=AuditOutcome.choices)
+    detail = models.TextField(blank=True, default="", help_text="What the operator was answered.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", help_text="Its bulk action."
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["-at", "-id"], name="auditentry_newest"),
+            models.Index(fields=["target_kind", "target_id", "at"], name="auditentry_target"),
+            models.Index(fields=["actor", "-at"], name="auditentry_actor"),
+        ]
+
+    def __str__(self) -> str:
+        target = f" {self.target_kind} {self.target_id}" if self.target_id else ""
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}{target}: {self.outcome}"

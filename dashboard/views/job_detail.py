@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseStopPolling
 from workers.models import JobStatus
 from workers.reads import jobs as job_reads
 from workers.services import jobs as job_services
+from workers.services.audit import Actor
 
 from ..access import operator_required, viewer_required
 from ..htmx import HtmxHttpRequest, action_answer
@@ -30,6 +31,7 @@ def _job_context(job_id: str) -> dict[str, Any]:
         "job": record,
         "settled": job_reads.job_is_settled(record=record),
         "errors": errors,
+        "attempt_text": job_reads.job_attempt_text(record=record),
         "timeline": job_reads.job_timeline_get(record=record, errors=errors),
         "log_lines": job_reads.job_log_lines(job_id=job_id),
     }
@@ -69,7 +71,7 @@ def _job_action(request: HtmxHttpRequest, job_id: str, act: Callable[[], str]) -
 @operator_required
 def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        job_services.job_retry(job_id=job_id)
+        job_services.job_retry(job_id=job_id, actor=Actor.from_request(request))
         return "Retried: the job is queued for another attempt."
 
     return _job_action(request, job_id, act)
@@ -79,7 +81,7 @@ def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 @operator_required
 def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        record = job_services.job_cancel(job_id=job_id)
+        record = job_services.job_cancel(job_id=job_id, actor=Actor.from_request(request))
         if record.status == JobStatus.STARTED:
             return "Stop requested: the worker is terminating the job."
         return "Canceled: the job will not run."
@@ -91,7 +93,7 @@ def job_cancel(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
 @operator_required
 def job_run_again(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
-        new_id = job_services.job_run_again(job_id=job_id)
+        new_id = job_services.job_run_again(job_id=job_id, actor=Actor.from_request(request))
         return f"Enqueued a copy of this job as {new_id}."
 
     return _job_action(request, job_id, act)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from workers.reads import jobs as job_reads
 from workers.reads import rollups
 from workers.services import jobs as job_services
+from workers.services.audit import Actor
 
 from ..access import operator_required, viewer_required
 from ..forms import BulkActionForm, JobFilterForm
@@ -28,7 +29,7 @@ PAGE_SIZE = 50
 def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, Any]:
     """One page of the list ``params`` filter, or the filter's errors."""
     form = JobFilterForm(params, fixed_status=fixed_status)
-    page, errors = None, []
+    page, errors, match_count = None, [], 0
     if form.is_valid():
         try:
             page = job_reads.job_list(
@@ -36,6 +37,8 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
             )
         except ValueError as exc:  # a cursor that parses but points nowhere sensible
             errors.append(str(exc))
+        # What "all matching" would act on, said before it is chosen (and confirmed).
+        match_count = job_reads.job_count_capped(filters=form.to_filter(), cap=job_services.BULK_LIMIT + 1)
     else:
         errors = form.error_messages()
     return {
@@ -44,6 +47,8 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
         "filter_errors": errors,
         "filter_query": form.query_string(),
         "is_first_page": not (form.is_valid() and form.cleaned_data.get("cursor")),
+        "match_count": match_count,
+        "bulk_limit": job_services.BULK_LIMIT,
     }
 
 
@@ -65,16 +70,18 @@ def bulk_answer(
     elif form.cleaned_data["all"] and not filter_form.is_valid():
         text = "The filter is not valid: " + " ".join(filter_form.error_messages())
     else:
-        job_ids = form.job_ids
+        job_ids, filters, expected = form.job_ids, None, None
         if form.cleaned_data["all"]:
             job_ids = job_reads.job_ids_get(filters=filter_form.to_filter(), limit=job_services.BULK_LIMIT + 1)
-        if form.cleaned_data["action"] == "retry":
-            outcome = job_services.job_retry_many(job_ids=job_ids)
-            text = outcome.summary("Retried")
-        else:
-            outcome = job_services.dead_letter_discard_many(job_ids=job_ids)
-            text = outcome.summary("Discarded")
-        ok = bool(outcome.done) or not outcome.skipped
+            filters = {**({"status": fixed_status} if fixed_status else {}), **dict(filter_form.items())}
+            expected = form.cleaned_data["expected"]
+        act, verb = (
+            (job_services.job_retry_many, "Retried")
+            if form.cleaned_data["action"] == "retry"
+            else (job_services.dead_letter_discard_many, "Discarded")
+        )
+        outcome = act(job_ids=job_ids, actor=Actor.from_request(request), filters=filters, expected=expected)
+        ok, text = outcome.ok, outcome.summary(verb)
     query = filter_form.query_string() if filter_form.is_valid() else ""
 
     def refreshed() -> dict[str, Any]:

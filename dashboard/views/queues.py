@@ -14,6 +14,7 @@ from workers.reads import jobs as job_reads
 from workers.reads import live as live_reads
 from workers.reads import queues as queue_reads
 from workers.services import queues as queue_services
+from workers.services.audit import Actor
 
 from ..access import operator_required, viewer_required
 from ..htmx import HtmxHttpRequest, action_answer, partial_name
@@ -46,7 +47,8 @@ def queue_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
 
 def _queue_action(request: HtmxHttpRequest, name: str, *, pause: bool) -> HttpResponse:
     try:
-        changed = (queue_services.queue_pause if pause else queue_services.queue_resume)(name=name)
+        act = queue_services.queue_pause if pause else queue_services.queue_resume
+        changed = act(name=name, actor=Actor.from_request(request))
     except queue_services.QueueNotFound as exc:
         raise Http404(str(exc)) from exc
     if pause:

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from workers.reads.schedules import schedule_list, schedulers_alive
+from workers.services.audit import Actor
 from workers.services.schedules import (
     ScheduleActionError,
     ScheduleNotFound,
@@ -35,7 +36,7 @@ def schedules(request: HtmxHttpRequest) -> HttpResponse:
 
 def _schedule_action(request: HtmxHttpRequest, pk: int, act: Callable[..., Any], done: str) -> HttpResponse:
     try:
-        result = act(schedule_id=pk)
+        result = act(schedule_id=pk, actor=Actor.from_request(request))
     except ScheduleNotFound as exc:
         raise Http404(str(exc)) from exc
     except ScheduleActionError as exc:

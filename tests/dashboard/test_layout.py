@@ -23,9 +23,10 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
+    "/dashboard/audit/",
     "/dashboard/examples/",
 ]
-NAV = ["overview", "jobs", "dead_letters", "schedules", "keys", "workers", "queues", "alerts"]
+NAV = ["overview", "jobs", "dead_letters", "schedules", "keys", "workers", "queues", "alerts", "audit"]
 # Pages whose live panel polls; the others (lists with filters, alerts) change on request.
 POLLED = {
     "/dashboard/": "overview-panels",

@@ -14,6 +14,8 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
+    "/dashboard/alerts/banner/",
+    "/dashboard/audit/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job_id}/retry/",
@@ -25,6 +27,8 @@ ACTIONS = [
     "/dashboard/schedules/1/pause/",
     "/dashboard/schedules/1/resume/",
     "/dashboard/schedules/1/run/",
+    "/dashboard/alerts/1/acknowledge/",
+    "/dashboard/alerts/1/mute/",
 ]
 # Filter and query parameters of the list pages, and the values they take.
 JOB_FILTERS = ["status", "queue", "func", "q", "since", "until", "date_from", "date_to", "after", "before", "cursor"]

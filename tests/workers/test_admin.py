@@ -33,11 +33,13 @@ def test_change_page_shows_error_history_read_only(admin_client_):
 def test_discard_action_calls_the_service(admin_client_):
     dead = JobErrorFactory(job__job_id="adm-dead").job
     fine = JobRecordFactory(job_id="adm-fine", status=JobStatus.FINISHED)
-    response = admin_client_.post(
-        "/admin/workers/jobrecord/",
-        {"action": "discard_jobs", "_selected_action": [dead.pk, fine.pk]},
-        follow=True,
-    )
+    selection = {"action": "discard_jobs", "_selected_action": [dead.pk, fine.pk]}
+
+    asked = admin_client_.post("/admin/workers/jobrecord/", selection).content.decode()
+    assert "Discard 2 dead letters?" in asked  # asks first, like Django's "delete selected"
+    assert JobRecord.objects.get(pk=dead.pk).discarded_at is None
+
+    response = admin_client_.post("/admin/workers/jobrecord/", {**selection, "post": "yes"}, follow=True)
     assert "Discarded 1 job; skipped 1" in response.content.decode()
     assert JobRecord.objects.get(pk=dead.pk).discarded_at is not None
 
@@ -48,7 +50,9 @@ def test_retry_action_reruns_a_dead_job(admin_client_, run_burst):
     run_burst()
     record = JobRecord.objects.get(job_id=job.id)
     response = admin_client_.post(
-        "/admin/workers/jobrecord/", {"action": "retry_jobs", "_selected_action": [record.pk]}, follow=True
+        "/admin/workers/jobrecord/",
+        {"action": "retry_jobs", "_selected_action": [record.pk], "post": "yes"},
+        follow=True,
     )
     assert "Retried 1 job." in response.content.decode()
     run_burst()

@@ -18,7 +18,10 @@ from workers.ordering.keys import holder_key
 from workers.ordering.watchdog import key_states, keys_watchdog
 from workers.recording.consumer import drain
 from workers.redis import KEYS_ZSET
+from workers.services.audit import Actor
 from workers.services.jobs import dead_letter_discard, job_cancel
+
+OPERATOR = Actor("tester")  # who the audit trail says acted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -135,7 +138,7 @@ def test_a_key_class_that_blocks_on_dead_waits_for_the_operator(run_burst, redis
         keys_watchdog(redis_conn, exclusive=False)
         assert key_states()[0].state == "blocked"  # the watchdog leaves a blocked key alone
 
-        dead_letter_discard(job_id=dead.id)
+        dead_letter_discard(job_id=dead.id, actor=OPERATOR)
         keys_watchdog(redis_conn, exclusive=False)
         run_burst(simple=True)
 
@@ -146,7 +149,7 @@ def test_a_key_class_that_blocks_on_dead_waits_for_the_operator(run_burst, redis
 def test_a_canceled_waiting_job_is_skipped_when_the_key_moves_on(run_burst, redis_conn):
     jobs = [enqueue(STEP, "k", seq, key="k") for seq in range(3)]
     drain()
-    job_cancel(job_id=jobs[1].id)
+    job_cancel(job_id=jobs[1].id, actor=OPERATOR)
 
     run_burst(simple=True)
 
@@ -157,7 +160,7 @@ def test_a_canceled_waiting_job_is_skipped_when_the_key_moves_on(run_burst, redi
 def test_a_canceled_holder_is_handed_on_by_the_watchdog(run_burst, redis_conn):
     jobs = [enqueue(STEP, "k", seq, key="k") for seq in range(2)]
     drain()
-    job_cancel(job_id=jobs[0].id)
+    job_cancel(job_id=jobs[0].id, actor=OPERATOR)
     [state] = key_states()
     assert (state.state, state.note) == ("stalled", "its holder is canceled but did not hand the key on")
 

@@ -23,8 +23,10 @@ from workers.recording.consumer import drain
 from workers.scheduling.sync import schedule_save, schedules_sync
 from workers.scheduling.tick import schedules_fire_due
 from workers.scheduling.validation import schedule_validate
+from workers.services.audit import Actor
 from workers.services.schedules import ScheduleNotFound, schedule_pause, schedule_resume, schedule_run_now
 
+OPERATOR = Actor("tester")  # who the audit trail says acted
 TICK = "tests.schedfuncs.tick"
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -167,20 +169,20 @@ def test_a_one_time_schedule_fires_once_and_is_done(transactional_db, redis_conn
 
 def test_pause_stops_firing_resume_continues_from_now_and_run_now_fires_at_once(transactional_db, redis_conn):
     schedule = make(interval=60)
-    schedule_pause(schedule_id=schedule.pk, now=T0)
+    schedule_pause(schedule_id=schedule.pk, actor=OPERATOR, now=T0)
     assert schedules_fire_due(now=T0 + timedelta(minutes=10)) == []
 
-    resumed = schedule_resume(schedule_id=schedule.pk, now=T0 + timedelta(minutes=10))
+    resumed = schedule_resume(schedule_id=schedule.pk, actor=OPERATOR, now=T0 + timedelta(minutes=10))
     assert resumed.paused_at is None
     assert resumed.next_run_at == T0 + timedelta(minutes=11)  # paused time is not caught up
 
-    run = schedule_run_now(schedule_id=schedule.pk, now=T0 + timedelta(minutes=10, seconds=5))
+    run = schedule_run_now(schedule_id=schedule.pk, actor=OPERATOR, now=T0 + timedelta(minutes=10, seconds=5))
     resumed.refresh_from_db()
     assert resumed.last_job_id == run.job_id
     assert resumed.next_run_at == T0 + timedelta(minutes=11)
     assert queued_job_ids(redis_conn) == [run.job_id]
     with pytest.raises(ScheduleNotFound):
-        schedule_pause(schedule_id=999999)
+        schedule_pause(schedule_id=999999, actor=OPERATOR)
 
 
 def test_a_run_claimed_by_a_scheduler_that_died_before_pushing_is_pushed_by_the_next_tick(transactional_db, redis_conn):
@@ -207,7 +209,7 @@ def test_declared_schedules_are_created_updated_and_disabled_by_name_keeping_ope
     assert sorted(first.created) == ["digest", "flush"]
     flush = Schedule.objects.get(name="flush")
     assert (flush.source, flush.queue, flush.next_run_at) == (ScheduleSource.CODE, "high", T0 + timedelta(seconds=5))
-    schedule_pause(schedule_id=flush.pk)
+    schedule_pause(schedule_id=flush.pk, actor=OPERATOR)
 
     again = schedules_sync(declared=declared, now=T0)
     assert (again.created, again.updated) == ([], [])

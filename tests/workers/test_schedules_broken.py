@@ -23,6 +23,7 @@ from workers.apps import check_declared_schedules
 from workers.models import Schedule, ScheduleRun
 from workers.scheduling.sync import schedule_save, schedules_sync
 from workers.scheduling.tick import schedules_fire_due
+from workers.services.audit import Actor
 from workers.services.schedules import ScheduleActionError, schedule_resume, schedule_run_now
 
 TICK = "tests.schedfuncs.tick"
@@ -185,7 +186,7 @@ def test_fixing_resuming_or_disabling_a_broken_schedule(transactional_db, redis_
     schedule_save(schedule=fixed, now=at(2))
     assert not Schedule.objects.get(pk=fixed.pk).is_broken
     # Resuming mends too; whether it then fires is up to its definition.
-    schedule_resume(schedule_id=resumed.pk, now=at(2))
+    schedule_resume(schedule_id=resumed.pk, actor=Actor("tester"), now=at(2))
     assert Schedule.objects.get(pk=resumed.pk).push_failures == 0
     disabled.refresh_from_db()
     disabled.enabled = False
@@ -206,7 +207,7 @@ def test_fixing_resuming_or_disabling_a_broken_schedule(transactional_db, redis_
 def test_run_now_of_a_broken_schedule_says_why_and_pushes_nothing(transactional_db, redis_conn):
     schedule = corrupt("report", queue="gone")
     with pytest.raises(ScheduleActionError, match="report cannot run: unknown queue 'gone'"):
-        schedule_run_now(schedule_id=schedule.pk, now=at(1))
+        schedule_run_now(schedule_id=schedule.pk, actor=Actor("tester"), now=at(1))
     assert not ScheduleRun.objects.exists()
     assert queued_job_ids(redis_conn) == []
 

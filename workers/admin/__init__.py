@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
-from ..models import JobError, JobLogLine, JobMetric, JobRecord
-from ..services.jobs import dead_letter_discard_many, job_retry_many
+from ..models import AuditEntry, JobError, JobLogLine, JobMetric, JobRecord
+from ..services.audit import Actor
+from ..services.jobs import BulkOutcome, dead_letter_discard_many, job_retry_many
 from . import schedules  # noqa: F401  (registers the Schedule admin)
 
 
@@ -33,20 +36,58 @@ class JobErrorInline(admin.StackedInline):
         return False
 
 
-def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, outcome: object, verb: str) -> None:
-    level = messages.SUCCESS if outcome.done or not outcome.skipped else messages.WARNING  # type: ignore[attr-defined]
-    modeladmin.message_user(request, outcome.summary(verb), level)  # type: ignore[attr-defined]
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, outcome: BulkOutcome, verb: str) -> None:
+    level = messages.SUCCESS if outcome.ok else messages.WARNING
+    modeladmin.message_user(request, outcome.summary(verb), level)
+
+
+def _confirmation(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[JobRecord], *, question: str
+) -> TemplateResponse | None:
+    """The page that asks first (as Django's own "delete selected" does), or None once the
+    operator has said yes."""
+    if request.POST.get("post") == "yes":
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Are you sure?",
+        "question": question,
+        "records": queryset[:50],
+        "count": queryset.count(),
+        "opts": modeladmin.model._meta,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+    }
+    return TemplateResponse(request, "admin/workers/confirm_action.html", context)
 
 
 @admin.action(description="Retry selected jobs (dead, canceled or stopped)")
-def retry_jobs(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[JobRecord]) -> None:
-    _report(modeladmin, request, job_retry_many(job_ids=queryset.values_list("job_id", flat=True)), "Retried")
+def retry_jobs(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[JobRecord]
+) -> TemplateResponse | None:
+    count = queryset.count()
+    asked = _confirmation(modeladmin, request, queryset, question=f"Retry {count} job{'s' if count != 1 else ''}?")
+    if asked is not None:
+        return asked
+    job_ids = list(queryset.values_list("job_id", flat=True))
+    _report(modeladmin, request, job_retry_many(job_ids=job_ids, actor=Actor.from_request(request)), "Retried")
+    return None
 
 
 @admin.action(description="Discard selected dead letters")
-def discard_jobs(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[JobRecord]) -> None:
-    outcome = dead_letter_discard_many(job_ids=queryset.values_list("job_id", flat=True))
+def discard_jobs(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[JobRecord]
+) -> TemplateResponse | None:
+    count = queryset.count()
+    question = f"Discard {count} dead letter{'s' if count != 1 else ''}? Their records and errors stay."
+    asked = _confirmation(modeladmin, request, queryset, question=question)
+    if asked is not None:
+        return asked
+    job_ids = list(queryset.values_list("job_id", flat=True))
+    outcome = dead_letter_discard_many(job_ids=job_ids, actor=Actor.from_request(request))
     _report(modeladmin, request, outcome, "Discarded")
+    return None
 
 
 @admin.register(JobRecord)
@@ -86,3 +127,30 @@ class JobMetricAdmin(ReadOnlyAdmin):
     list_display = ("minute", "queue", "func", "enqueued", "finished", "failed", "dead", "runtime_max")
     list_filter = ("queue",)
     date_hierarchy = "minute"
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit trail, to read: nobody adds, changes or deletes an entry here (retention
+    deletes old ones)."""
+
+    list_display = ("at", "actor", "action", "target_kind", "target_id", "count", "outcome", "client_address")
+    list_filter = ("action", "outcome", "target_kind")
+    search_fields = ("=actor", "=target_id", "detail")
+    date_hierarchy = "at"
+    ordering = ("-at", "-id")
+    show_full_result_count = False
+    actions = None
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Viewing only: with view permission the change page is read-only.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

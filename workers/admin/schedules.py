@@ -16,6 +16,7 @@ from ..redaction import Call, call_for
 from ..registry import schedulable_functions
 from ..scheduling.sync import DEFINITION_FIELDS, schedule_save
 from ..scheduling.validation import schedule_validate
+from ..services.audit import Actor
 from ..services.schedules import ScheduleActionError, schedule_pause, schedule_resume, schedule_run_now
 
 
@@ -177,9 +178,10 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Schedule], action: Any, verb: str) -> None:
         done = 0
+        actor = Actor.from_request(request)
         for schedule in queryset:
             try:
-                action(schedule_id=schedule.pk)
+                action(schedule_id=schedule.pk, actor=actor)
                 done += 1
             except ScheduleActionError as exc:
                 self.message_user(request, str(exc), messages.ERROR)

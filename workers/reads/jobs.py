@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from django.db.models import Q, QuerySet
 
-from ..models import JobError, JobLogLine, JobRecord
+from ..models import AuditAction, AuditEntry, AuditOutcome, JobError, JobLogLine, JobRecord
 from ..redis import connection as redis_connection
 from ..rq.job import TrackedJob
-from ..statuses import FROM_RQ_ENDED, JobStatus
+from ..statuses import ENDED_STATUSES, FROM_RQ_ENDED, WAITING_STATUSES, JobStatus
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50) 
     return Page(items=rows[:limit], next_cursor=next_cursor)
 
 
+def job_count_capped(*, filters: JobFilter, cap: int) -> int:
+    """How many jobs match ``filters``, counting no further than ``cap``: cheap however
+    long the history is."""
+    return job_queryset(filters=filters)[:cap].count()
+
+
 def job_id_is_valid(job_id: object) -> bool:
     """Could this be a job id at all? (PostgreSQL refuses NUL in text: never ask it.)"""
     return isinstance(job_id, str) and 0 < len(job_id) <= 128 and "\x00" not in job_id
@@ -121,30 +127,84 @@ def job_log_lines(*, job_id: str, limit: int = 1000) -> list[JobLogLine]:
     return list(JobLogLine.objects.filter(job__job_id=job_id).order_by("attempt", "seq")[:limit])
 
 
+def job_attempt_text(*, record: JobRecord) -> str:
+    """Where the job stands in its attempts, counting only attempts that ran."""
+    ran = record.attempts_started
+    of = f" of {record.max_attempts}" if record.max_attempts else ""
+    if record.status in WAITING_STATUSES:
+        if ran:
+            return f"attempt {ran + 1}{of} next"
+        return f"not run yet · up to {record.max_attempts} attempts" if record.max_attempts else "not run yet"
+    if not ran:
+        return "never ran"
+    return f"attempt {ran}{of}"
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
     label: str
     status: str
     detail: str = ""
+    # What happened first when two entries share a moment (ORDER).
+    order: int = 0
 
 
-def job_timeline_get(*, record: JobRecord, errors: list[JobError]) -> list[TimelineEntry]:
-    """The moments of a job's life that its record and error history keep, oldest first."""
+# Ties on time are broken by what happens first: an operator's action before what it
+# causes, an attempt's start before its end, a failed attempt before the dead letter it makes.
+ORDER = {"enqueued": 0, "operator": 1, "started": 2, "failed": 3, "ended": 4, "due": 5, "discarded": 6}
+
+# How the timeline words an operator's action on the job (audit trail) before "by <who>".
+_ACTION_WORDS: dict[str, str] = {
+    AuditAction.JOB_RETRY: "retried",
+    AuditAction.JOB_CANCEL: "canceled",
+    AuditAction.JOB_STOP: "stop requested",
+    AuditAction.JOB_RUN_AGAIN: "run again",
+    AuditAction.DEAD_LETTER_DISCARD: "discarded",
+}
+
+
+def job_actions_get(*, job_id: str, limit: int = 200) -> list[AuditEntry]:
+    """What operators did to this job (alone or in a bulk action), oldest first."""
+    if not job_id_is_valid(job_id):
+        return []
+    done = AuditEntry.objects.filter(target_kind="job", target_id=job_id, outcome=AuditOutcome.OK)
+    return list(reversed(done.order_by("-at", "-id")[:limit]))  # the latest, should there be more
+
+
+def job_timeline_get(
+    *, record: JobRecord, errors: list[JobError], actions: list[AuditEntry] | None = None
+) -> list[TimelineEntry]:
+    """The moments of a job's life that its record, its error history and the audit trail
+    (``actions``: read here when not given) keep, in the order they happened."""
+    if actions is None:
+        actions = job_actions_get(job_id=record.job_id)
     entries: list[TimelineEntry] = []
     if record.enqueued_at:
-        entries.append(TimelineEntry(record.enqueued_at, "enqueued", JobStatus.QUEUED, f"on {record.queue}"))
-    for error in errors:
-        status = JobStatus.DEAD if error.attempt >= record.attempts and record.status == JobStatus.DEAD else "failed"
-        entries.append(TimelineEntry(error.failed_at, f"attempt {error.attempt} failed", status, error.exc_type))
-    if record.started_at:
         entries.append(
-            TimelineEntry(record.started_at, f"attempt {record.attempts} started", JobStatus.STARTED, record.worker)
+            TimelineEntry(record.enqueued_at, "enqueued", JobStatus.QUEUED, f"on {record.queue}", ORDER["enqueued"])
         )
-    if record.ended_at and record.status != JobStatus.RETRYING:
-        entries.append(TimelineEntry(record.ended_at, record.status, record.status))
+    for action in actions:
+        words = _ACTION_WORDS.get(action.action, action.get_action_display())
+        detail = action.detail + (" (bulk action)" if action.parent_id else "")
+        entries.append(TimelineEntry(action.at, f"{words} by {action.actor}", "operator", detail, ORDER["operator"]))
+    for error in errors:
+        label = f"attempt {error.attempt} failed"
+        entries.append(TimelineEntry(error.failed_at, label, "failed", error.exc_type, ORDER["failed"]))
+    ran = record.attempts_started
+    if record.started_at and ran:  # started_at belongs to the last attempt that ran
+        label = f"attempt {ran} started"
+        entries.append(TimelineEntry(record.started_at, label, JobStatus.STARTED, record.worker, ORDER["started"]))
+    if record.ended_at and record.status in ENDED_STATUSES:
+        ended = record.ended_at
+        last = errors[-1] if errors else None
+        if record.status in (JobStatus.DEAD, JobStatus.STOPPED) and last and last.attempt == record.attempts:
+            # The failure and the end are one moment, stamped twice a few microseconds apart.
+            ended = max(ended, last.failed_at)
+        entries.append(TimelineEntry(ended, record.status, record.status, "", ORDER["ended"]))
     if record.status == JobStatus.RETRYING and record.scheduled_for:
-        entries.append(TimelineEntry(record.scheduled_for, "next attempt due", JobStatus.RETRYING))
-    if record.discarded_at:
-        entries.append(TimelineEntry(record.discarded_at, "discarded", "discarded"))
-    return sorted(entries, key=lambda e: e.at)
+        entries.append(TimelineEntry(record.scheduled_for, "next attempt due", JobStatus.RETRYING, "", ORDER["due"]))
+    discarded_by_operator = any(a.action == AuditAction.DEAD_LETTER_DISCARD for a in actions)
+    if record.discarded_at and not discarded_by_operator:
+        entries.append(TimelineEntry(record.discarded_at, "discarded", "discarded", "", ORDER["discarded"]))
+    return sorted(entries, key=lambda e: (e.at, e.order))

@@ -82,3 +82,12 @@ def retry_decision(job: Job, *, stopped: bool = False) -> RetryDecision:
 def is_final_attempt(job: Job) -> bool:
     """Would a failure of the attempt ``job`` is running now dead-letter it?"""
     return retry_decision(job).status != JobStatus.RETRYING
+
+
+def attempts_after_operator_retry(job: Job) -> int:
+    """The job's attempts in all once an operator retries it: one more than it has run
+    when its attempts ran out (dead at 3 of 3 -> attempt 4 of 4, dead again if that
+    fails), else unchanged (a canceled or stopped job keeps the attempts it had left)."""
+    policy = policy_for(job.origin, job.meta.get(META_RETRY))
+    max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
+    return max(max_attempts, int(job.meta.get(META_ATTEMPT, 0)) + 1)

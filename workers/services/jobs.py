@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from ..api import job_enqueue
-from ..models import JobOrigin, JobRecord
+from ..models import AuditAction, AuditEntry, AuditOutcome, JobOrigin, JobRecord
 from ..reads.jobs import job_id_is_valid
-from ..redis import META_ORIGIN, RUN_AGAIN_GUARD_KEY
+from ..redis import META_MAX_ATTEMPTS, META_ORIGIN, RUN_AGAIN_GUARD_KEY
 from ..redis import connection as redis_connection
 from ..rq.job import TrackedJob
 from ..rq.queue import TrackedQueue
+from ..rq.retry import attempts_after_operator_retry
 from ..statuses import RETRYABLE_STATUSES, WAITING_STATUSES, JobStatus
+from .audit import Actor, AuditNote, audited, bulk_audit_refused, bulk_audit_start
 
 # Bulk actions act on at most this many jobs per request; the answer says how many remain.
 BULK_LIMIT = 1000
@@ -55,12 +58,28 @@ def _fetch(job_id: str) -> TrackedJob:
         ) from exc
 
 
-def job_retry(*, job_id: str) -> JobRecord:
+def _audited_job(
+    actor: Actor, action: AuditAction, job_id: str, bulk: AuditEntry | None
+) -> AbstractContextManager[AuditNote]:
+    return audited(
+        actor=actor,
+        action=action,
+        target_kind="job",
+        target_id=job_id,
+        refusals=(JobActionError,),
+        parent=bulk,
+    )
+
+
+def job_retry(*, job_id: str, actor: Actor, bulk: AuditEntry | None = None) -> JobRecord:
     """Run a dead, canceled or stopped job again as a new attempt; its history is kept.
 
-    Retrying twice enqueues once: the second call finds the job queued and says so.
+    An operator's retry is one more attempt: a job whose attempts ran out (3 of 3) runs
+    attempt 4 of 4, and dead-letters again if that fails; a canceled or stopped job keeps
+    the attempts it had left. Retrying twice enqueues once: the second call finds the job
+    queued and says so. ``bulk``: the entry of the bulk action this retry is part of.
     """
-    with transaction.atomic():
+    with _audited_job(actor, AuditAction.JOB_RETRY, job_id, bulk) as note:
         record = _locked_record(job_id)
         if record.status not in RETRYABLE_STATUSES or record.discarded_at is not None:
             state = "discarded" if record.discarded_at else record.status
@@ -75,20 +94,23 @@ def job_retry(*, job_id: str) -> JobRecord:
         if not removed and job.get_status() not in ("failed", "stopped", "canceled"):
             raise JobStateError(f"job {job_id} is already queued again")
         job.meta[META_ORIGIN] = JobOrigin.RETRY
+        job.meta[META_MAX_ATTEMPTS] = attempts_after_operator_retry(job)
         job.save_meta()
         job.started_at = job.ended_at = None
         # The queued event (next attempt) reaches the record through the recorder.
         queue.enqueue_job(job)
+        note.detail = f"queued for attempt {job.attempt + 1} of {job.meta[META_MAX_ATTEMPTS]}"
     return record
 
 
-def dead_letter_discard(*, job_id: str) -> JobRecord:
+def dead_letter_discard(*, job_id: str, actor: Actor, bulk: AuditEntry | None = None) -> JobRecord:
     """Take a dead job off the dead-letter list; its record and error history stay."""
-    with transaction.atomic():
+    with _audited_job(actor, AuditAction.DEAD_LETTER_DISCARD, job_id, bulk) as note:
         record = _locked_record(job_id)
         if record.status != JobStatus.DEAD:
             raise JobStateError(f"job {job_id} is {record.status}, not dead; only dead letters can be discarded")
         if record.discarded_at is not None:
+            note.detail = "already discarded"
             return record  # already discarded: the same answer twice
         connection = redis_connection()
         try:
@@ -97,20 +119,22 @@ def dead_letter_discard(*, job_id: str) -> JobRecord:
             pass
         else:
             job.delete(remove_from_queue=True)
-        record.discarded_at = timezone.now()
+        record.discarded_at = note.at = timezone.now()
         record.save(update_fields=["discarded_at", "updated_at"])
     return record
 
 
-def job_cancel(*, job_id: str) -> JobRecord:
+def job_cancel(*, job_id: str, actor: Actor) -> JobRecord:
     """Cancel a job that waits (queued, scheduled, deferred, retrying) or stop a running one."""
-    with transaction.atomic():
+    with _audited_job(actor, AuditAction.JOB_CANCEL, job_id, None) as note:
         record = _locked_record(job_id)
         if record.status == JobStatus.STARTED:
+            note.action = AuditAction.JOB_STOP
             try:
                 send_stop_job_command(redis_connection(), job_id)
             except (InvalidJobOperation, NoSuchJobError) as exc:
                 raise JobStateError(f"job {job_id} cannot be stopped: {exc}") from exc
+            note.detail = f"stop requested while attempt {record.attempts} ran"
             return record  # the worker reports `stopped` when the horse is gone
         if record.status not in (*WAITING_STATUSES, JobStatus.RETRYING):
             raise JobStateError(f"job {job_id} is {record.status}; only waiting or running jobs can be canceled")
@@ -119,13 +143,14 @@ def job_cancel(*, job_id: str) -> JobRecord:
             job.cancel()
         except InvalidJobOperation as exc:
             raise JobStateError(f"job {job_id} cannot be canceled: {exc}") from exc
+        note.detail = f"canceled while {record.status}"
     return record
 
 
-def job_run_again(*, job_id: str) -> str:
+def job_run_again(*, job_id: str, actor: Actor) -> str:
     """Enqueue a fresh copy of an ended job (same function, arguments and queue); returns
     the new job's id. A second call within a minute answers the same copy."""
-    with transaction.atomic():
+    with _audited_job(actor, AuditAction.JOB_RUN_AGAIN, job_id, None) as note:
         record = _locked_record(job_id)
         if record.status not in (JobStatus.FINISHED, *RETRYABLE_STATUSES):
             raise JobStateError(f"job {job_id} is {record.status}; only ended jobs can be run again")
@@ -135,6 +160,7 @@ def job_run_again(*, job_id: str) -> str:
         if not connection.set(guard, "", nx=True, ex=60):
             copy = connection.get(guard)
             if copy:
+                note.detail = f"the copy {copy.decode()} enqueued a moment ago (not another)"
                 return copy.decode()
             raise JobStateError(f"job {job_id} is being run again already")
         try:
@@ -150,19 +176,28 @@ def job_run_again(*, job_id: str) -> str:
             connection.delete(guard)
             raise
         connection.set(guard, copy_job.id, ex=60)
+        note.detail = f"enqueued a copy: {copy_job.id}"
     return copy_job.id
 
 
 @dataclass
 class BulkOutcome:
-    """What a bulk action did: the jobs it acted on and why it skipped the others."""
+    """What a bulk action did: the jobs it acted on and why it skipped the others; or, when
+    it was refused as a whole, why (nothing was done)."""
 
     done: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     not_reached: int = 0
+    refused: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and (bool(self.done) or not self.skipped)
 
     def summary(self, verb: str) -> str:
-        parts = [f"{verb} {len(self.done)} job{'s' if len(self.done) != 1 else ''}"]
+        if self.refused:
+            return self.refused
+        parts = [f"{verb} {_jobs(len(self.done))}"]
         if self.skipped:
             reason = next(iter(self.skipped.values()))
             parts.append(f"skipped {len(self.skipped)} (e.g. {reason})")
@@ -170,26 +205,100 @@ class BulkOutcome:
             parts.append(f"{self.not_reached} more match: run it again for the rest")
         return "; ".join(parts) + "."
 
+    def audit_outcome(self) -> str:
+        if self.refused or (self.skipped and not self.done):
+            return AuditOutcome.REFUSED
+        if self.skipped or self.not_reached:
+            return AuditOutcome.PARTIAL
+        return AuditOutcome.OK
 
-def _many(action: Callable[..., JobRecord], job_ids: Iterable[str], limit: int) -> BulkOutcome:
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'s' if count != 1 else ''}"
+
+
+def _counted(count: int, limit: int) -> str:
+    return f"more than {limit} jobs" if count > limit else _jobs(count)
+
+
+def _many(
+    action: Callable[..., JobRecord],
+    *,
+    job_ids: Iterable[str],
+    limit: int,
+    actor: Actor,
+    audit_action: AuditAction,
+    verb: str,
+    filters: dict[str, Any] | None,
+    expected: int | None,
+) -> BulkOutcome:
     outcome = BulkOutcome()
     unique = list(dict.fromkeys(job_ids))
+    if expected is not None and min(len(unique), limit + 1) != min(expected, limit + 1):
+        # The operator confirmed a number of jobs that no longer matches (the list changed
+        # since the page showed it): acting on a different set than the one confirmed is
+        # what the confirmation exists to prevent.
+        outcome.refused = (
+            f"{_counted(len(unique), limit)} match now, not the {_counted(expected, limit)} you confirmed: "
+            "nothing was done. Check the refreshed list and confirm again."
+        )
+        bulk_audit_refused(actor=actor, action=audit_action, filters=filters, detail=outcome.refused)
+        return outcome
+    bulk = bulk_audit_start(actor=actor, action=audit_action, filters=filters)
     for job_id in unique[:limit]:
         try:
-            action(job_id=job_id)
+            action(job_id=job_id, actor=actor, bulk=bulk.entry)
         except JobActionError as exc:
             outcome.skipped[job_id] = str(exc)
         else:
             outcome.done.append(job_id)
     outcome.not_reached = max(len(unique) - limit, 0)
+    bulk.complete(count=len(outcome.done), outcome=outcome.audit_outcome(), detail=outcome.summary(verb))
     return outcome
 
 
-def job_retry_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOutcome:
-    """``job_retry`` each job; one that cannot be retried is skipped with the reason."""
-    return _many(job_retry, job_ids, limit)
+def job_retry_many(
+    *,
+    job_ids: Iterable[str],
+    actor: Actor,
+    filters: dict[str, Any] | None = None,
+    expected: int | None = None,
+    limit: int = BULK_LIMIT,
+) -> BulkOutcome:
+    """``job_retry`` each job; one that cannot be retried is skipped with the reason.
+
+    ``filters``: the filter the ids were chosen by (kept in the audit trail); ``expected``:
+    how many jobs the operator confirmed. When as many no longer match, nothing is done.
+    """
+    return _many(
+        job_retry,
+        job_ids=job_ids,
+        limit=limit,
+        actor=actor,
+        audit_action=AuditAction.BULK_RETRY,
+        verb="Retried",
+        filters=filters,
+        expected=expected,
+    )
 
 
-def dead_letter_discard_many(*, job_ids: Iterable[str], limit: int = BULK_LIMIT) -> BulkOutcome:
-    """``dead_letter_discard`` each job; one that is not a dead letter is skipped with the reason."""
-    return _many(dead_letter_discard, job_ids, limit)
+def dead_letter_discard_many(
+    *,
+    job_ids: Iterable[str],
+    actor: Actor,
+    filters: dict[str, Any] | None = None,
+    expected: int | None = None,
+    limit: int = BULK_LIMIT,
+) -> BulkOutcome:
+    """``dead_letter_discard`` each job; one that is not a dead letter is skipped with the
+    reason. ``filters`` and ``expected`` as for ``job_retry_many``."""
+    return _many(
+        dead_letter_discard,
+        job_ids=job_ids,
+        limit=limit,
+        actor=actor,
+        audit_action=AuditAction.BULK_DISCARD,
+        verb="Discarded",
+        filters=filters,
+        expected=expected,
+    )

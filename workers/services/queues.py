@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from django.utils import timezone
 
 from .. import conf
+from ..models import AuditAction
 from ..reads.live import queue_names
 from ..redis import PAUSED_KEY
 from ..redis import connection as redis_connection
+from .audit import Actor, AuditNote, audited
 from .jobs import JobActionError
 
 
@@ -21,13 +25,23 @@ def _known_queue(name: str) -> str:
     raise QueueNotFound(f"no queue named {str(name)[:100]!r}")
 
 
-def queue_pause(*, name: str) -> bool:
+def _audited_queue(actor: Actor, action: AuditAction, name: str) -> AbstractContextManager[AuditNote]:
+    return audited(actor=actor, action=action, target_kind="queue", target_id=name, refusals=(JobActionError,))
+
+
+def queue_pause(*, name: str, actor: Actor) -> bool:
     """Stop jobsite workers taking jobs from ``name``; its jobs wait. True if newly paused."""
-    _known_queue(name)
-    return bool(redis_connection().hsetnx(PAUSED_KEY, name, timezone.now().timestamp()))
+    with _audited_queue(actor, AuditAction.QUEUE_PAUSE, name) as note:
+        _known_queue(name)
+        changed = bool(redis_connection().hsetnx(PAUSED_KEY, name, timezone.now().timestamp()))
+        note.detail = "paused" if changed else "was already paused"
+    return changed
 
 
-def queue_resume(*, name: str) -> bool:
+def queue_resume(*, name: str, actor: Actor) -> bool:
     """Let workers take jobs from ``name`` again. True if it was paused."""
-    _known_queue(name)
-    return bool(redis_connection().hdel(PAUSED_KEY, name))
+    with _audited_queue(actor, AuditAction.QUEUE_RESUME, name) as note:
+        _known_queue(name)
+        changed = bool(redis_connection().hdel(PAUSED_KEY, name))
+        note.detail = "resumed" if changed else "was not paused"
+    return changed

@@ -13,6 +13,7 @@ from django.utils import timezone
 from ..conf import setting
 from ..models import JobError, JobMetric, JobRecord
 from ..statuses import JobStatus
+from .audit import audit_prune
 
 _AGE = re.compile(r"^\s*(\d+)\s*(w|weeks?|d|days?|h|hours?|m|minutes?|)\s*$")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "": "days"}
@@ -92,12 +93,14 @@ class RetentionResult:
     minutes: int
     age: str
     include_dead: bool
+    audit_entries: int = 0
 
     def summary(self) -> str:
         kept = "" if self.include_dead else " (dead letters kept)"
         return (
             f"deleted {self.jobs.records} job records and {self.jobs.errors} errors older than {self.age} "
-            f"in {self.jobs.batches} batches{kept}; deleted {self.minutes} roll-up minutes (all-time totals kept)"
+            f"in {self.jobs.batches} batches{kept}; deleted {self.minutes} roll-up minutes (all-time totals kept); "
+            f"deleted {self.audit_entries} audit entries"
         )
 
 
@@ -105,8 +108,11 @@ def retention_apply(
     *, older_than: str | None = None, include_dead: bool = False, batch_size: int | None = None
 ) -> RetentionResult:
     """The retention settings at work: ended job records older than ``older_than`` (an age
-    like "30d"; default RETENTION_DAYS) and roll-up minutes older than METRIC_RETENTION_DAYS."""
+    like "30d"; default RETENTION_DAYS), roll-up minutes older than METRIC_RETENTION_DAYS
+    and audit entries older than AUDIT_RETENTION_DAYS (0: kept for good)."""
     age = older_than or f"{setting('RETENTION_DAYS')} days"
     jobs = job_prune(older_than=parse_age(age), include_dead=include_dead, batch_size=batch_size)
     minutes = metric_prune(older_than=timedelta(days=setting("METRIC_RETENTION_DAYS")))
-    return RetentionResult(jobs=jobs, minutes=minutes, age=age, include_dead=include_dead)
+    audit_days = int(setting("AUDIT_RETENTION_DAYS") or 0)
+    audit_entries = audit_prune(older_than=timedelta(days=audit_days)) if audit_days > 0 else 0
+    return RetentionResult(jobs=jobs, minutes=minutes, age=age, include_dead=include_dead, audit_entries=audit_entries)

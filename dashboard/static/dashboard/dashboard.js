@@ -52,6 +52,56 @@
     }
   });
 
+  // Destructive and bulk actions ask first, saying how many jobs they touch. htmx reads
+  // hx-confirm on the element that issues the request (the form), never on the button that
+  // submitted it, so a form with several buttons asks here: the clicked button's
+  // data-confirm, or for a bulk form (data-confirm-bulk) a question counted from the
+  // checked rows, or from data-match-count when "all matching" is ticked.
+  function plural(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
+
+  function bulkQuestion(form, button) {
+    var verb = button.getAttribute("data-verb") || button.textContent.trim();
+    var noun = form.getAttribute("data-noun") || "job";
+    var consequence = button.getAttribute("data-consequence");
+    var all = form.querySelector("input[name=all]");
+    var text;
+    if (all && all.checked) {
+      var count = parseInt(form.getAttribute("data-match-count"), 10) || 0;
+      var limit = parseInt(form.getAttribute("data-limit"), 10) || 1000;
+      text = count > limit
+        ? verb + " the first " + plural(limit, noun) + " of more than " + limit + " matching this filter?"
+        : verb + " all " + plural(count, noun) + " matching this filter?";
+    } else {
+      var checked = form.querySelectorAll("input[name=job_id]:checked").length;
+      if (!checked) return null;  // nothing selected: the server says so, nothing to confirm
+      text = verb + " " + plural(checked, "selected " + noun) + "?";
+    }
+    return consequence ? text + " " + consequence : text;
+  }
+
+  document.addEventListener("htmx:confirm", function (event) {
+    var form = event.detail.elt;
+    var trigger = event.detail.triggeringEvent;
+    var button = trigger && trigger.submitter;
+    if (!form || !button || form.tagName !== "FORM") return;
+    var question = button.getAttribute("data-confirm");
+    if (!question && form.hasAttribute("data-confirm-bulk")) question = bulkQuestion(form, button);
+    if (!question) return;
+    event.preventDefault();
+    if (!window.confirm(question)) return;
+    // The dialog can take focus from the button, and with it htmx's note of which button
+    // submitted the form: name it again for htmx:configRequest.
+    form._jobsiteSubmitter = button;
+    event.detail.issueRequest(true);
+  });
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    var button = event.detail.elt && event.detail.elt._jobsiteSubmitter;
+    if (!button) return;
+    event.detail.elt._jobsiteSubmitter = null;
+    if (button.name) event.detail.parameters[button.name] = button.value;
+  });
+
   document.addEventListener("visibilitychange", function () {
     renderToggle();
     if (visible()) tick(true);

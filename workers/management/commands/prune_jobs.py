@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Delete ended job records (finished, canceled, stopped, discarded dead letters) and their errors "
         "older than --older-than, in batches; dead letters are kept unless --include-dead. "
-        "Also deletes roll-up minutes older than JOBSITE['METRIC_RETENTION_DAYS'] (all-time totals stay)."
+        "Also deletes roll-up minutes older than JOBSITE['METRIC_RETENTION_DAYS'] (all-time totals stay) "
+        "and audit entries older than JOBSITE['AUDIT_RETENTION_DAYS']."
     )
 
     def add_arguments(self, parser: Any) -> None:
