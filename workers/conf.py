@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     # A worker's recorder waits this long (seconds) after a small batch, so that events
     # gather into fewer, larger transactions: records lag the truth by about this much.
     "RECORDER_PAUSE": 0.2,
+    # An event for a job that has no record and does not describe it (progress, log lines)
+    # may only be early: the event that creates the record can be in another recorder's
+    # batch still being committed. It is held and tried again for this long (seconds),
+    # then set aside with the reason (jobsite:events:unapplied).
+    "RECORDER_HOLD": 60,
     # Ordered jobs (enqueue(..., key="post:42")): a key whose holder is lost (queued in no
     # queue, granted but never queued, no holder while jobs wait) for this long is
     # re-driven by the key watchdog. Per key class ("post" of "post:42"): "on_dead":
