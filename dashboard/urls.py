@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_alerts, views_schedules
+from . import views, views_alerts, views_schedules, views_unapplied
 
 app_name = "dashboard"
 
@@ -25,4 +25,6 @@ urlpatterns = [
     path("queues/<str:name>/pause/", views.queue_pause, name="queue_pause"),
     path("queues/<str:name>/resume/", views.queue_resume, name="queue_resume"),
     path("alerts/", views_alerts.alerts, name="alerts"),
+    path("unapplied-events/", views_unapplied.unapplied_events, name="unapplied_events"),
+    path("unapplied-events/delete/", views_unapplied.unapplied_events_delete, name="unapplied_events_delete"),
 ]

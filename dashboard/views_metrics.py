@@ -24,6 +24,7 @@ from workers.conf import queue_names, setting
 from workers.models import RUNTIME_BUCKETS, JobStatus
 from workers.reads.live import queue_live_list, worker_list
 from workers.reads.rollups import function_runtime_list, job_status_counts
+from workers.reads.unapplied import unapplied_count
 from workers.statuses import OPEN_STATUSES
 
 
@@ -59,6 +60,11 @@ class JobsiteCollector(Collector):
             "jobsite_dead_letters",
             "Dead letters waiting for an operator (not discarded)",
             value=sum(n for (_, status), n in counts.items() if status == JobStatus.DEAD),
+        )
+        yield GaugeMetricFamily(
+            "jobsite_events_unapplied",
+            "Tracking events the recorder set aside instead of applying (see /dashboard/unapplied-events/)",
+            value=unapplied_count(),
         )
 
         table = function_runtime_list()

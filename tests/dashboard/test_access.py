@@ -18,6 +18,7 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/",
     "/dashboard/queues/default/",
+    "/dashboard/unapplied-events/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job}/retry/",
@@ -27,6 +28,7 @@ ACTIONS = [
     "/dashboard/dead-letters/bulk/",
     "/dashboard/queues/default/pause/",
     "/dashboard/queues/default/resume/",
+    "/dashboard/unapplied-events/delete/",
 ]
 
 

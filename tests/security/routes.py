@@ -14,6 +14,7 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
+    "/dashboard/unapplied-events/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job_id}/retry/",
@@ -25,6 +26,7 @@ ACTIONS = [
     "/dashboard/schedules/1/pause/",
     "/dashboard/schedules/1/resume/",
     "/dashboard/schedules/1/run/",
+    "/dashboard/unapplied-events/delete/",
 ]
 # Filter and query parameters of the list pages, and the values they take.
 JOB_FILTERS = ["status", "queue", "func", "q", "since", "until", "date_from", "date_to", "after", "before", "cursor"]
