@@ -11,6 +11,7 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_declared_schedules)
+        checks.register(check_settings)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -21,4 +22,13 @@ def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[che
     return [
         checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
         for problem in declared_schedule_errors(declared_schedules())
+    ]
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check` reports a REDIS_URL, serializer or queue list jobsite cannot use."""
+    from .conf import settings_problems
+
+    return [
+        checks.Error(problem, id="workers.E002", hint="See README, 'Configuration'.") for problem in settings_problems()
     ]

@@ -10,11 +10,12 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from workers.conf import setting
+from workers.management.base import SettingsChecked
 from workers.recording.consumer import Recorder
 from workers.redis import UNAPPLIED_KEY, new_connection
 
 
-class Command(BaseCommand):
+class Command(SettingsChecked, BaseCommand):
     help = "Apply pending tracking events to the database (--burst: apply what is pending and exit)."
 
     def add_arguments(self, parser: Any) -> None:

@@ -13,6 +13,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from workers.conf import setting
+from workers.management.base import SettingsChecked
 from workers.reads.schedules import schedulers_alive
 from workers.redis import SCHEDULER_HEARTBEAT_KEY
 from workers.redis import connection as redis_connection
@@ -20,7 +21,7 @@ from workers.scheduling.sync import schedules_sync
 from workers.scheduling.tick import scheduler_heartbeat, schedules_fire_due
 
 
-class Command(BaseCommand):
+class Command(SettingsChecked, BaseCommand):
     help = "Run the jobsite scheduler: sync JOBSITE_SCHEDULES, then fire due schedules until stopped."
 
     def add_arguments(self, parser: Any) -> None:
