@@ -194,3 +194,29 @@ def test_entries_set_aside_are_listed_newest_first_and_deleted_one_or_all(redis_
 
     assert unapplied_delete_all() == 3
     assert unapplied_count() == 0
+
+
+def test_a_held_set_member_the_recorder_did_not_write_is_set_aside(redis_conn, settings):
+    redis_conn.zadd(HELD_KEY, {b"\xffnot a held event": 0})
+
+    Recorder(redis_conn, name="t").drain()
+
+    assert redis_conn.zcard(HELD_KEY) == 0
+    (entry,) = unapplied_list().events
+    assert entry.reason.startswith("unreadable held entry: ")
+    assert entry.fields[0].value == "\\xffnot a held event"
+
+
+def test_an_entry_deleted_while_pending_is_acknowledged_not_read_forever(redis_conn):
+    recorder = Recorder(redis_conn, name="t")
+    recorder.ensure_group()
+    entry_id = redis_conn.xadd(STREAM_KEY, good("gone"))
+    redis_conn.xreadgroup("jobsite-recorder", "t", {STREAM_KEY: ">"})  # read, then lost before the ack
+    redis_conn.xdel(STREAM_KEY, entry_id)
+    redis_conn.xadd(STREAM_KEY, good("next"))
+
+    while recorder.step():  # reads its own pending entries first, as after a failed batch
+        pass
+
+    assert redis_conn.xpending(STREAM_KEY, "jobsite-recorder")["pending"] == 0
+    assert list(JobRecord.objects.values_list("job_id", flat=True)) == ["next"]

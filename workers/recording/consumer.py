@@ -156,8 +156,9 @@ class Recorder:
             try:
                 entry_id, fields = unapplied.held_parse(member)
                 parsed.append((member, held_at, entry_id, fields, events.decode(fields)))
-            except ValueError as exc:  # InvalidEvent too: someone else wrote to the held set
-                aside.append((member, self._set_aside(b"", {b"held": member}, f"unreadable held entry: {exc}")))
+            except Exception as exc:  # someone else wrote to the held set: keep it where it can be read
+                reason = f"unreadable held entry: {type(exc).__name__}: {exc}"
+                aside.append((member, self._set_aside(b"", {b"held": member}, reason)))
         unrecorded, refused = self._apply([event for *_, event in parsed])
         waiting = {id(event) for event in unrecorded}
         why_refused = {id(event): reason for event, reason in refused}
