@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import alerts, audit, dead_letters, job_detail, jobs, keys, overview, queues, schedules, workers
+from .views import alerts, audit, dead_letters, job_detail, jobs, keys, overview, queues, schedules, unapplied, workers
 
 app_name = "dashboard"
 
@@ -29,4 +29,6 @@ urlpatterns = [
     path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert_acknowledge"),
     path("alerts/<int:pk>/mute/", alerts.alert_mute, name="alert_mute"),
     path("audit/", audit.audit, name="audit"),
+    path("unapplied-events/", unapplied.unapplied_events, name="unapplied_events"),
+    path("unapplied-events/delete/", unapplied.unapplied_events_delete, name="unapplied_events_delete"),
 ]

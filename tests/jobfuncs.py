@@ -136,3 +136,15 @@ def use_secrets(user: str, pin: str, db_password: str, *, config: dict, note: st
     if fail:
         raise ValueError(f"login failed for {user}: password={db_password}, pin {pin}, card {card}, {config}")
     return {"user": user, "session_token": config["api_key"], "echo": f"pin {pin} card {card}"}
+
+
+# A job function whose dotted path, and an exception whose type name, are longer than the
+# 255 characters their columns hold.
+LONG_NAME = "long_" + "n" * 300
+
+
+def _fail_with_a_long_exception_name() -> None:
+    raise type("E" + "x" * 300, (Exception,), {})("a long exception type")
+
+
+globals()[LONG_NAME] = _fail_with_a_long_exception_name

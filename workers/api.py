@@ -161,7 +161,7 @@ def job_enqueue(
     if retry_policy is not None:
         meta[META_RETRY] = retry_policy.as_meta()
     if key:
-        meta[META_KEY] = events.bounded(str(key), 255)
+        meta[META_KEY] = events.fitted(str(key), 255)
     if parent_job_id:
         meta[META_PARENT] = parent_job_id
     job = rq_queue.create_job(
@@ -204,7 +204,7 @@ def progress(done: float, total: float, message: str | None = None) -> None:
     if total <= 0 or done < 0:
         raise ValueError(f"progress needs total > 0 and done >= 0, not done={done!r} total={total!r}")
     percent = max(0, min(100, int(done * 100 / total)))
-    text = events.bounded(redaction.call_of(job).text(message or ""), 255)
+    text = events.fitted(redaction.call_of(job).text(message or ""), 255)
     last = getattr(job, "_jobsite_last_progress", None)
     if last == (percent, text):
         return  # nothing new to show: spare the stream

@@ -12,6 +12,7 @@ class WorkersConfig(AppConfig):
     def ready(self) -> None:
         checks.register(check_declared_schedules)
         checks.register(check_redaction)
+        checks.register(check_settings)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -33,4 +34,13 @@ def check_redaction(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     return [
         checks.Error(problem, id="workers.E005", hint="See README, 'Security', 'Redaction'.")
         for problem in setting_errors(setting("REDACT"))
+    ]
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check` reports a REDIS_URL, serializer or queue list jobsite cannot use."""
+    from .conf import settings_problems
+
+    return [
+        checks.Error(problem, id="workers.E002", hint="See README, 'Configuration'.") for problem in settings_problems()
     ]

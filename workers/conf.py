@@ -8,6 +8,7 @@ environment.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     # A worker's recorder waits this long (seconds) after a small batch, so that events
     # gather into fewer, larger transactions: records lag the truth by about this much.
     "RECORDER_PAUSE": 0.2,
+    # An event for a job that has no record and does not describe it (progress, log lines)
+    # may only be early: the event that creates the record can be in another recorder's
+    # batch still being committed. It is held and tried again for this long (seconds),
+    # then set aside with the reason (jobsite:events:unapplied).
+    "RECORDER_HOLD": 60,
     # Ordered jobs (enqueue(..., key="post:42")): a key whose holder is lost (queued in no
     # queue, granted but never queued, no holder while jobs wait) for this long is
     # re-driven by the key watchdog. Per key class ("post" of "post:42"): "on_dead":
@@ -152,3 +158,46 @@ def redis_url() -> str:
 
 def declared_schedules() -> list[Any]:
     return list(getattr(settings, "JOBSITE_SCHEDULES", []))
+
+
+# --- checking them ---------------------------------------------------------------------------
+# `manage.py check` reports these (workers/apps.py) and jobsite's commands refuse to start
+# with one (workers/management/base.py): one line each, saying what to fix.
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as a short line: its type and its message's words."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for an error message."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def redis_url_problem(url: str) -> str | None:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return f"REDIS_URL {redacted(url)!r} is not a Redis URL ({one_line(exc)}); e.g. redis://127.0.0.1:6379/0"
+    return None
+
+
+def serializer_problem(name: str, *, what: str = "JOBSITE_SERIALIZER") -> str | None:
+    from rq.serializers import resolve_serializer
+
+    try:
+        resolve_serializer(name)
+    except Exception as exc:  # importing a dotted path can raise anything
+        return f"{what} {name!r} is not a serializer ({one_line(exc)}); use pickle, json or a dotted path"
+    return None
+
+
+def settings_problems() -> list[str]:
+    """What is wrong with the settings jobsite reads here, one line each."""
+    problems = [redis_url_problem(redis_url()), serializer_problem(serializer())]
+    if not queue_names():
+        problems.append("no queue is configured: set JOBSITE_QUEUES (e.g. high,default,low)")
+    return [problem for problem in problems if problem]

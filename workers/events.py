@@ -11,8 +11,9 @@ the Lua scripts of ordered jobs build theirs with ``lua_queued_event``.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .conf import setting
@@ -28,7 +29,7 @@ KIND, JOB_ID, ATTEMPT, TIME = "e", "id", "a", "t"
 # What a job's descriptor (``TrackedJob.descriptor()``) may carry: queue, function,
 # arguments, ordering key, origin, parent job, max attempts, enqueue time, timeout.
 DESCRIPTOR_FIELDS = ("q", "f", "args", "kwargs", "key", "origin", "parent", "max", "enq", "timeout")
-QUEUE = "q"
+QUEUE, FUNC = "q", "f"
 
 
 def storable(text: str) -> str:
@@ -49,6 +50,21 @@ def bounded(text: str, limit: int | None = None) -> str:
     if len(text) > limit:
         text = f"{text[:limit]}… [{len(text) - limit} more characters]"
     return storable(text)
+
+
+def fitted(text: str, limit: int) -> str:
+    """``text`` storable and at most ``limit`` characters (a database column's size, which
+    the recorder checks), saying how much was cut."""
+    text = storable(text)
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    while True:  # the note's own length depends on the count it gives: settles in 2-3 rounds
+        note = f"… [{cut} more characters]"
+        keep = max(limit - len(note), 0)
+        if len(text) - keep == cut:
+            return (text[:keep] + note)[:limit]
+        cut = len(text) - keep
 
 
 def safe_repr(value: Any, limit: int | None = None, clean: Callable[[str], str] | None = None) -> str:
@@ -103,7 +119,7 @@ def failed(
     exc_type, message, traceback_text = failure
     return _event(
         status, job_id, attempt, descriptor, w=worker, start=start, end=end, next=next_at,
-        xt=bounded(exc_type, 255), xm=bounded(message), tb=bounded(traceback_text, setting("TRACEBACK_LIMIT")),
+        xt=fitted(exc_type, 255), xm=bounded(message), tb=bounded(traceback_text, setting("TRACEBACK_LIMIT")),
     )  # fmt: skip
 
 
@@ -137,10 +153,174 @@ def encode(event: dict[str, Any]) -> dict[str, str]:
     return {"d": _ENCODER.encode(event)}
 
 
-def decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    return json.loads(fields[b"d"])
+class InvalidEvent(ValueError):
+    """A stream entry that is not an event the recorder can apply; the message names the field."""
+
+
+def decode(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """The event in a stream entry, checked by ``validate``; raises ``InvalidEvent`` saying why not."""
+    raw = fields.get(b"d")
+    if raw is None:
+        raise InvalidEvent("the entry has no field d (an event is one field d holding a JSON object)")
+    if not isinstance(raw, bytes):  # a client that decodes replies: not one of ours
+        raise InvalidEvent(f"field d is a {type(raw).__name__}, not bytes")
+    limit = max_event_bytes()
+    if len(raw) > limit:
+        raise InvalidEvent(f"field d has {len(raw)} bytes, more than any event can ({limit})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"field d is not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    try:
+        event = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"field d is not JSON ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    problem = validate(event)
+    if problem is not None:
+        raise InvalidEvent(problem)
+    return event
 
 
 def append(connection: Any, event: dict[str, Any]) -> None:
     """XADD ``event``; ``connection`` may be a pipeline, so it rides RQ's own round trip."""
     connection.xadd(STREAM_KEY, encode(event))
+
+
+# --- validation ----------------------------------------------------------------------------
+# The recorder applies only events that pass ``validate``: any other entry is set aside with
+# the reason (recording/consumer.py). The limits are what the database columns hold.
+
+INT_MAX = 2**31 - 1  # PostgreSQL's integer
+# Epoch seconds a record's timestamps may hold: from 1970 to the start of year 9999.
+MOMENT_MAX = 253370764800.0
+JOB_ID_MAX = 128
+
+
+def max_event_bytes() -> int:
+    """The most field ``d`` of a real event can hold: every text a builder puts in one is
+    bounded by TRACEBACK_LIMIT or REPR_LIMIT characters, each at most 12 bytes of JSON
+    (a surrogate pair escaped), plus room for the short fields."""
+    return 12 * (setting("TRACEBACK_LIMIT") + 5 * setting("REPR_LIMIT")) + 65536
+
+
+def _json_type(value: Any) -> str:
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean")):
+        if isinstance(value, kind):
+            return name
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null" if value is None else type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    return safe_repr(value, 60)
+
+
+def _text_problem(value: Any, limit: int | None = None) -> str | None:
+    if not isinstance(value, str):
+        return f"is a {_json_type(value)}, not a string"
+    if limit is not None and len(value) > limit:
+        return f"has {len(value)} characters, more than {limit}"
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not UTF-8)"
+    return None
+
+
+def _text(limit: int | None = None) -> Callable[[Any], str | None]:
+    return lambda value: _text_problem(value, limit)
+
+
+def _integer(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"is {_shown(value)}, not a whole number"
+        if not low <= value <= high:
+            return f"is {value}, not between {low} and {high}"
+        return None
+
+    return check
+
+
+def _number(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"is {_shown(value)}, not a number"
+        if not math.isfinite(value) or not low <= value <= high:
+            return f"is {_shown(value)}, not between {low:g} and {high:g}"
+        return None
+
+    return check
+
+
+_moment = _number(0, MOMENT_MAX)
+
+
+def _log_lines_problem(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"is a {_json_type(value)}, not a list of lines"
+    checks = (_integer(0, INT_MAX), _moment, _text(), _text(), _text())
+    for n, line in enumerate(value):
+        if not isinstance(line, list) or len(line) != 5:
+            return f"line {n} is {_shown(line)}, not [seq, epoch, level, logger, message]"
+        for part, (name, check) in enumerate(zip(("seq", "epoch", "level", "logger", "message"), checks, strict=True)):
+            problem = check(line[part])
+            if problem:
+                return f"line {n}: its {name} {problem}"
+    return None
+
+
+# Every field an event may carry, whatever its kind, with its check; absent or null is fine.
+_FIELDS: dict[str, Callable[[Any], str | None]] = {
+    # The job's descriptor (``DESCRIPTOR_FIELDS``).
+    "q": _text(100), "f": _text(255), "args": _text(), "kwargs": _text(), "key": _text(255), "origin": _text(16),
+    "parent": _text(JOB_ID_MAX), "max": _integer(0, INT_MAX), "enq": _moment, "timeout": _number(-INT_MAX, INT_MAX),
+    # What a transition knows: worker, times, result, failure.
+    "w": _text(255), "start": _moment, "end": _moment, "next": _moment, "res": _text(), "xt": _text(255),
+    "xm": _text(), "tb": _text(),
+    # Progress and log lines.
+    "p": _integer(0, 100), "m": _text(), "lines": _log_lines_problem,
+}  # fmt: skip
+_REQUIRED = {PROGRESS: ("p",), LOG: ("lines",)}
+
+
+def _job_id_problem(value: Any) -> str | None:
+    problem = _text_problem(value, JOB_ID_MAX)
+    if problem:
+        return problem
+    if not value or not value.isprintable() or any(c.isspace() or c == "/" for c in value):
+        return f"is {_shown(value)}: a job id is 1 to {JOB_ID_MAX} printable characters, no space or /"
+    return None
+
+
+def validate(event: Any) -> str | None:
+    """What is wrong with a decoded event, naming the field; None if the recorder can apply it."""
+    if not isinstance(event, dict):
+        return f"field d holds a JSON {_json_type(event)}, not an object"
+    kind = event.get(KIND)
+    if not isinstance(kind, str) or kind not in KINDS:
+        return f"{KIND} (the kind) is {_shown(kind)}, not one of {', '.join(sorted(KINDS))}"
+    for name, check in ((JOB_ID, _job_id_problem), (ATTEMPT, _integer(0, INT_MAX)), (TIME, _moment)):
+        if event.get(name) is None:
+            return f"{name} is missing"
+        problem = check(event[name])
+        if problem:
+            return f"{name} {problem}"
+    for name in _REQUIRED.get(kind, ()):
+        if event.get(name) is None:
+            return f"{name} is missing (a {kind} event needs it)"
+    for name, check in _FIELDS.items():
+        value = event.get(name)
+        if value is not None:
+            problem = check(value)
+            if problem:
+                return f"{name} {problem}"
+    return None
+
+
+def describes_job(event: dict[str, Any]) -> bool:
+    """Whether the event says enough (queue and function) for a record of its job to exist."""
+    return bool(event.get(QUEUE)) and bool(event.get(FUNC))

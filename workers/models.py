@@ -313,6 +313,7 @@ class AuditAction(models.TextChoices):
     SCHEDULE_RUN_NOW = "schedule.run_now", "run schedule now"
     ALERT_ACKNOWLEDGE = "alert.acknowledge", "acknowledge alert"
     ALERT_MUTE = "alert.mute", "mute alert"
+    UNAPPLIED_DELETE = "unapplied.delete", "delete set-aside events"
 
 
 class AuditOutcome(models.TextChoices):

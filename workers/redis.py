@@ -19,6 +19,9 @@ STREAM_KEY = "jobsite:events"
 STREAM_GROUP = "jobsite-recorder"
 # Stream entries the recorder could not apply, with the reason: set aside, never dropped.
 UNAPPLIED_KEY = "jobsite:events:unapplied"
+# Valid events for a job with no record yet, held a while before being set aside
+# (a sorted set scored by when each was first held; see recording/unapplied.py).
+HELD_KEY = "jobsite:events:held"
 # Liveness: every jobsite worker's name, and a short-lived key per live worker.
 WORKERS_SET = "jobsite:workers"
 ALIVE_KEY = "jobsite:alive:{}"

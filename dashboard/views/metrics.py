@@ -35,6 +35,7 @@ from workers.reads.health import health_get, readiness_get
 from workers.reads.live import queue_live_list, worker_list
 from workers.reads.rollups import function_runtime_list, job_status_counts
 from workers.reads.schedules import schedule_broken_list
+from workers.reads.unapplied import unapplied_count
 from workers.statuses import OPEN_STATUSES
 
 
@@ -70,6 +71,11 @@ class JobsiteCollector(Collector):
             "jobsite_dead_letters",
             "Dead letters waiting for an operator (not discarded)",
             value=sum(n for (_, status), n in counts.items() if status == JobStatus.DEAD),
+        )
+        yield GaugeMetricFamily(
+            "jobsite_events_unapplied",
+            "Tracking events the recorder set aside instead of applying (see /dashboard/unapplied-events/)",
+            value=unapplied_count(),
         )
 
         yield GaugeMetricFamily(

@@ -1,9 +1,11 @@
 """Settings shared by every environment. The environment is read here and only here."""
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -81,7 +83,15 @@ WSGI_APPLICATION = "jobsite.wsgi.application"
 
 # Persistent connections are checked before reuse: after a database restart the first
 # request gets a new connection instead of an error.
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+except Exception as exc:  # the parser raises several types; manage.py prints this one line
+    shown = re.sub(r"//[^/@]*@", "//***@", DATABASE_URL)  # no password in the message
+    why = " ".join(str(exc).split(". ")[0].split())[:200]
+    raise ImproperlyConfigured(
+        f"DATABASE_URL {shown!r} is not a database URL ({type(exc).__name__}: {why}); "
+        "e.g. postgres://user:pass@host:5432/jobsite or sqlite:////path/to/db.sqlite3"
+    ) from exc
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database host that does not answer fails fast: a worker's recorder retries later
     # instead of hanging (and holding up the worker's next fork) on a dead connection.

@@ -25,6 +25,7 @@ PAGES = [
     "/dashboard/workers/",
     "/dashboard/queues/",
     "/dashboard/queues/default/",
+    "/dashboard/unapplied-events/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job}/retry/",
@@ -34,6 +35,7 @@ ACTIONS = [
     "/dashboard/dead-letters/bulk/",
     "/dashboard/queues/default/pause/",
     "/dashboard/queues/default/resume/",
+    "/dashboard/unapplied-events/delete/",
 ]
 
 

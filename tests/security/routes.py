@@ -16,6 +16,7 @@ PAGES = [
     "/dashboard/alerts/",
     "/dashboard/alerts/banner/",
     "/dashboard/audit/",
+    "/dashboard/unapplied-events/",
 ]
 ACTIONS = [
     "/dashboard/jobs/{job_id}/retry/",
@@ -29,6 +30,7 @@ ACTIONS = [
     "/dashboard/schedules/1/run/",
     "/dashboard/alerts/1/acknowledge/",
     "/dashboard/alerts/1/mute/",
+    "/dashboard/unapplied-events/delete/",
 ]
 # Filter and query parameters of the list pages, and the values they take.
 JOB_FILTERS = ["status", "queue", "func", "q", "since", "until", "date_from", "date_to", "after", "before", "cursor"]

@@ -96,3 +96,20 @@ def test_json_serializer_keeps_pickle_out_of_redis(start_worker, settings, monke
     record = wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.FINISHED).first(), timeout=30)
     assert record.result_repr == "5"
     assert record.args_repr == "(2, 3)"
+
+
+def test_names_longer_than_their_columns_are_cut_to_fit_and_recorded(run_burst):
+    from tests.jobfuncs import LONG_NAME
+
+    job = enqueue(f"tests.jobfuncs.{LONG_NAME}", key="k" * 400, max_attempts=1)
+    run_burst(simple=True)
+
+    record = JobRecord.objects.get(job_id=job.id)  # recorded, not set aside
+    assert record.status == JobStatus.DEAD
+    assert len(record.func) <= 255 and record.func.startswith("tests.jobfuncs.long_nnn")
+    assert record.func.endswith("more characters]")
+    assert len(record.key) <= 255 and record.key.startswith("kkkk")
+    (error,) = record.errors.all()
+    assert len(error.exc_type) <= 255 and "Exxxx" in error.exc_type
+    assert error.message == "a long exception type"
+    assert redis_connection().llen("jobsite:events:unapplied") == 0

@@ -16,6 +16,7 @@ from ..rq.pausing import paused_queues
 from ..statuses import JobStatus
 from .live import WorkerInfo, queue_live_list, queue_names, worker_list
 from .rollups import Rollup, failure_rate, rollup_get
+from .unapplied import unapplied_count
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Overview:
     suspended: bool
     hour: Rollup
     day: Rollup
+    unapplied_events: int = 0  # tracking events the recorder set aside (reads/unapplied.py)
     at: datetime = field(default_factory=timezone.now)
 
 
@@ -154,4 +156,5 @@ def overview_get() -> Overview:
         suspended=is_suspended(redis_connection()),
         hour=hour,
         day=day,
+        unapplied_events=unapplied_count(),
     )

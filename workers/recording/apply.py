@@ -108,7 +108,7 @@ def _log_lines(record: JobRecord, event: dict[str, Any]) -> list[JobLogLine]:
             seq=int(seq),
             logged_at=_dt(float(created)) or datetime.now(UTC),
             level=str(level)[:16],
-            logger=events.bounded(str(name), 255),
+            logger=events.fitted(str(name), 255),
             message=events.bounded(str(message)),
         )
         for seq, created, level, name, message in event.get("lines") or []
@@ -124,7 +124,7 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     if kind == events.PROGRESS:
         if attempt >= record.attempts and record.status == JobStatus.STARTED:
             record.progress = max(0, min(100, int(event["p"])))
-            record.progress_message = events.bounded(event.get("m") or "", 255)
+            record.progress_message = events.fitted(event.get("m") or "", 255)
         return
     status = JobStatus(kind)
     rank = STATUS_RANK[status]
@@ -192,13 +192,26 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     batch.changed.add(record.job_id)
 
 
-def apply_events(batch_events: list[dict[str, Any]]) -> int:
-    """Apply decoded events in one transaction; returns how many records changed."""
+@dataclass(frozen=True)
+class Applied:
+    """What one ``apply_events`` call did: records changed, and the events it left alone
+    because their job has no record and none of them says its queue and function."""
+
+    changed: int
+    unrecorded: list[dict[str, Any]]
+
+
+def apply_events(batch_events: list[dict[str, Any]]) -> Applied:
+    """Apply validated events (``events.validate``) in one transaction.
+
+    An event never invents a record: a job that has none is created only by an event that
+    describes it (``events.describes_job``); the others of such a job come back unapplied.
+    """
     by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in batch_events:
         by_job[event["id"]].append(event)
     if not by_job:
-        return 0
+        return Applied(changed=0, unrecorded=[])
     job_ids = sorted(by_job)
     with FORK_GUARD, transaction.atomic():
         # Lock the rows in a fixed order (two recorders working on the same job serialize
@@ -206,19 +219,24 @@ def apply_events(batch_events: list[dict[str, Any]]) -> int:
         # lock them too. Most events are for jobs already recorded: no insert for them.
         records = _lock_records(job_ids)
         missing = [job_id for job_id in job_ids if job_id not in records]
-        if missing:
+        described = {job_id: next((e for e in by_job[job_id] if events.describes_job(e)), None) for job_id in missing}
+        creatable = [(job_id, event) for job_id, event in described.items() if event is not None]
+        if creatable:
             JobRecord.objects.bulk_create(
-                [JobRecord(job_id=job_id, queue=by_job[job_id][0].get("q") or "", func=by_job[job_id][0].get("f") or "")
-                 for job_id in missing],
+                [JobRecord(job_id=job_id, queue=event["q"], func=event["f"]) for job_id, event in creatable],
                 ignore_conflicts=True,
-            )  # fmt: skip
-            records.update(_lock_records(missing))
+            )
+            records.update(_lock_records([job_id for job_id, _ in creatable]))
+        unrecorded = [event for job_id in job_ids if job_id not in records for event in by_job[job_id]]
         batch = _Batch(records=records)
         for job_id in job_ids:
-            record = records[job_id]
+            record = records.get(job_id)
+            if record is None:
+                continue
             for event in sorted(by_job[job_id], key=_order):
                 _apply_one(batch, record, event)
-        changed = [records[job_id] for job_id in sorted(batch.changed | _progress_ids(by_job))]
+        progressed = {job_id for job_id in _progress_ids(by_job) if job_id in records}
+        changed = [records[job_id] for job_id in sorted(batch.changed | progressed)]
         if changed:
             now_ = datetime.now(UTC)
             for record in changed:
@@ -229,7 +247,7 @@ def apply_events(batch_events: list[dict[str, Any]]) -> int:
         if batch.log_lines:
             JobLogLine.objects.bulk_create(batch.log_lines, ignore_conflicts=True)
         _write_metrics(batch.metrics)
-    return len(changed)
+    return Applied(changed=len(changed), unrecorded=unrecorded)
 
 
 def _lock_records(job_ids: list[str]) -> dict[str, JobRecord]:

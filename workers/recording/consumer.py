@@ -20,9 +20,10 @@ from redis.exceptions import ResponseError
 
 from .. import events
 from ..conf import setting
-from ..redis import STREAM_GROUP, STREAM_KEY, UNAPPLIED_KEY
+from ..redis import HELD_KEY, STREAM_GROUP, STREAM_KEY, UNAPPLIED_KEY
 from ..redis import connection as redis_connection
 from ..rq.forkguard import FORK_GUARD
+from . import unapplied
 from .apply import apply_events, is_transient
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 CLAIM_IDLE_MS = 30_000
 # How often a running recorder looks for such events.
 CLAIM_EVERY = 5.0
+# How often a running recorder tries its held events again (see ``unapplied``), and how
+# many of the oldest it reads each time.
+RELEASE_EVERY = 1.0
+HELD_READ = 5000
 
 
 class Recorder:
@@ -48,6 +53,9 @@ class Recorder:
         self.name = name or f"{socket.gethostname()}:{id(self)}"
         self.batch_size = batch_size
         self._group_ready = False
+        self._move_aside = connection.register_script(unapplied.MOVE_ASIDE_SCRIPT)
+        # Stream entries this recorder set aside or held (``record_events --burst`` says).
+        self.set_aside = self.held = 0
 
     def _grouped(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a consumer-group command; if Redis lost the group (a restart without
@@ -73,38 +81,106 @@ class Recorder:
         self._group_ready = True
 
     def _apply_and_ack(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        """Apply a batch of stream entries, set aside or hold the ones it cannot, then
+        acknowledge them all: whatever an entry holds, it never stops the batch."""
         if not entries:
             return 0
-        decoded = []
-        for _entry_id, fields in entries:
+        decoded: list[tuple[bytes, dict[bytes, bytes], dict[str, Any]]] = []
+        aside: list[str] = []
+        for entry_id, fields in entries:
             try:
-                decoded.append(events.decode(fields))
-            except (KeyError, ValueError):
-                log.error("dropping malformed jobsite event %r", fields)
-        try:
-            apply_events(decoded)
-        except Exception as exc:
-            if is_transient(exc):
-                raise  # the database is away: leave the events pending, try again later
-            self._apply_one_by_one(decoded)
+                decoded.append((entry_id, fields, events.decode(fields)))
+            except events.InvalidEvent as exc:
+                aside.append(self._set_aside(entry_id, fields, str(exc)))
+            except Exception as exc:  # a check that did not foresee this entry: still only this entry
+                log.exception("recorder %s: stream entry %r cannot be read", self.name, entry_id)
+                aside.append(self._set_aside(entry_id, fields, f"it cannot be read: {type(exc).__name__}: {exc}"))
+        unrecorded, refused = self._apply([event for _, _, event in decoded])
+        entry_of = {id(event): (entry_id, fields) for entry_id, fields, event in decoded}
+        for event, reason in refused:
+            aside.append(self._set_aside(*entry_of[id(event)], reason))
+        now = time.time()
+        held = {unapplied.held_member(entry_id=entry_of[id(e)][0], fields=entry_of[id(e)][1]): now for e in unrecorded}
         ids = [entry_id for entry_id, _ in entries]
-        with self.connection.pipeline() as pipe:
+        # One MULTI: an entry leaves the stream only as it lands on the unapplied list or
+        # the held set (or after its record was committed).
+        with self.connection.pipeline(transaction=True) as pipe:
+            if aside:
+                pipe.rpush(UNAPPLIED_KEY, *aside)
+            if held:
+                pipe.zadd(HELD_KEY, held, nx=True)
             pipe.xack(STREAM_KEY, STREAM_GROUP, *ids)
             pipe.xdel(STREAM_KEY, *ids)
             pipe.execute()
+        self.set_aside += len(aside)
+        self.held += len(held)
         return len(entries)
 
-    def _apply_one_by_one(self, decoded: list[dict[str, Any]]) -> None:
-        # One bad event must not block the stream: it is set aside where an operator can
-        # read it, and everything else is applied.
+    def _set_aside(self, entry_id: bytes | str, fields: dict[bytes, bytes], reason: str) -> str:
+        log.warning("recorder %s: stream entry %r set aside in %s: %s", self.name, entry_id, UNAPPLIED_KEY, reason)
+        return unapplied.set_aside_entry(entry_id=entry_id, fields=fields, reason=reason, recorder=self.name)
+
+    def _apply(self, decoded: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+        """Apply valid events: returns those whose job has no record yet, and those the
+        database refused, with why. Only the database being away (transient) raises."""
+        try:
+            return apply_events(decoded).unrecorded, []
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database is away: leave the events pending, try again later
+        # One event the database refuses must not block the others: apply them one by one.
+        unrecorded: list[dict[str, Any]] = []
+        refused: list[tuple[dict[str, Any], str]] = []
         for event in decoded:
             try:
-                apply_events([event])
+                unrecorded += apply_events([event]).unrecorded
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                log.exception("jobsite event for job %s cannot be applied; kept in %s", event.get("id"), UNAPPLIED_KEY)
-                self.connection.rpush(UNAPPLIED_KEY, events.encode(dict(event))["d"])
+                log.exception("recorder %s: the event for job %s cannot be applied", self.name, event.get("id"))
+                refused.append((event, f"it cannot be applied: {type(exc).__name__}: {exc}"))
+        return unrecorded, refused
+
+    def release_held(self) -> int:
+        """Apply held events whose job has a record by now; set aside those held longer
+        than RECORDER_HOLD. Returns how many left the held set."""
+        members = self.connection.zrange(HELD_KEY, 0, HELD_READ - 1, withscores=True)
+        done = 0
+        for start in range(0, len(members), self.batch_size):
+            done += self._release(members[start : start + self.batch_size])
+        return done
+
+    def _release(self, members: list[tuple[bytes, float]]) -> int:
+        parsed, aside = [], []
+        for member, held_at in members:
+            try:
+                entry_id, fields = unapplied.held_parse(member)
+                parsed.append((member, held_at, entry_id, fields, events.decode(fields)))
+            except Exception as exc:  # someone else wrote to the held set: keep it where it can be read
+                reason = f"unreadable held entry: {type(exc).__name__}: {exc}"
+                aside.append((member, self._set_aside(b"", {b"held": member}, reason)))
+        unrecorded, refused = self._apply([event for *_, event in parsed])
+        waiting = {id(event) for event in unrecorded}
+        why_refused = {id(event): reason for event, reason in refused}
+        hold = float(setting("RECORDER_HOLD"))
+        applied: list[bytes] = []
+        for member, held_at, entry_id, fields, event in parsed:
+            if id(event) in why_refused:
+                aside.append((member, self._set_aside(entry_id, fields, why_refused[id(event)])))
+            elif id(event) not in waiting:
+                applied.append(member)
+            elif time.time() - held_at >= hold:
+                reason = (
+                    f"no record for job {event['id']} and the event does not describe it (no queue and function); "
+                    f"waited {hold:g} s for one"
+                )
+                aside.append((member, self._set_aside(entry_id, fields, reason)))
+        if applied:
+            self.connection.zrem(HELD_KEY, *applied)
+        moved = 0
+        if aside:
+            moved = self._move_aside(keys=[HELD_KEY, UNAPPLIED_KEY], args=[part for pair in aside for part in pair])
+        return len(applied) + int(moved)
 
     def claim_stale(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
         """Apply events a dead recorder took but never acknowledged."""
@@ -138,7 +214,12 @@ class Recorder:
                 count=self.batch_size,
                 block=block_ms if stream_id == ">" else None,
             )
-            entries = [e for _stream, batch in (reply or []) for e in batch if e[1]]  # type: ignore[str-unpack, union-attr]
+            read = [e for _stream, batch in (reply or []) for e in batch]  # type: ignore[str-unpack, union-attr]
+            gone = [entry_id for entry_id, fields in read if not fields]
+            if gone:  # deleted from the stream while we held them: nothing left to apply or keep
+                log.warning("recorder %s: entries %r were deleted before being applied", self.name, gone)
+                self.connection.xack(STREAM_KEY, STREAM_GROUP, *gone)
+            entries = [e for e in read if e[1]]
             if entries:
                 return self._apply_and_ack(entries)  # type: ignore[arg-type]
         return 0
@@ -151,7 +232,7 @@ class Recorder:
         events gather: one transaction for many jobs costs the jobs beside it far less.
         """
         failures = 0
-        next_claim = 0.0
+        next_claim = next_release = 0.0
         while not stop.is_set():
             try:
                 if between is not None:
@@ -160,6 +241,9 @@ class Recorder:
                 if moment >= next_claim:
                     self.claim_stale()
                     next_claim = moment + CLAIM_EVERY
+                if moment >= next_release:
+                    self.release_held()
+                    next_release = moment + RELEASE_EVERY
                 applied = self.step(block_ms=block_ms)
                 if 0 < applied < self.batch_size:
                     stop.wait(setting("RECORDER_PAUSE"))
@@ -173,10 +257,12 @@ class Recorder:
                 stop.wait(min(0.5 * 2**failures, 10))
 
     def drain(self) -> int:
-        """Apply everything pending now, including what other consumers left unacknowledged."""
+        """Apply everything pending now, including what other consumers left unacknowledged,
+        then the held events whose job is recorded by now; returns the stream entries read."""
         total = self.claim_stale(min_idle_ms=0)
         while applied := self.step():
             total += applied
+        self.release_held()
         return total
 
 

@@ -48,7 +48,7 @@ class TrackedJob(Job):
         call = redaction.call_of(self)  # an undeserializable payload still gets its record
         described = {
             "q": self.origin,
-            "f": events.bounded(call.func, 255),
+            "f": events.fitted(call.func, 255),
             "args": events.safe_repr(call.args, clean=call.text),
             "kwargs": events.safe_repr(call.kwargs, clean=call.text),
             "key": self.meta.get(META_KEY),

@@ -59,7 +59,7 @@ class JobLogHandler(logging.Handler):
     def _ship(self, created: float, level: str, name: str, text: str) -> None:
         self.seq += 1
         text = redaction.call_of(self.job).text(text)
-        line = [self.seq, created, level[:16], events.bounded(name, 255), events.bounded(text)]
+        line = [self.seq, created, level[:16], events.fitted(name, 255), events.bounded(text)]
         events.append(self.job.connection, events.log_lines(job_id=self.job.id, attempt=self.attempt, lines=[line]))
 
     def close_attempt(self) -> None:

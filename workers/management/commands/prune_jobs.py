@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from workers.management.base import SettingsChecked, usage_error
 from workers.services.retention import parse_age, retention_apply
 
 
-class Command(BaseCommand):
+class Command(SettingsChecked, BaseCommand):
     help = (
         "Delete ended job records (finished, canceled, stopped, discarded dead letters) and their errors "
         "older than --older-than, in batches; dead letters are kept unless --include-dead. "
@@ -31,11 +32,11 @@ class Command(BaseCommand):
             try:
                 age = parse_age(options["older_than"])
             except ValueError as exc:
-                raise CommandError(str(exc)) from exc
+                raise usage_error(str(exc)) from exc
             if age.total_seconds() <= 0:
-                raise CommandError("--older-than must be more than zero")
+                raise usage_error("--older-than must be more than zero")
         if options["batch_size"] is not None and options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1")
+            raise usage_error("--batch-size must be at least 1")
         result = retention_apply(
             older_than=options["older_than"], include_dead=options["include_dead"], batch_size=options["batch_size"]
         )

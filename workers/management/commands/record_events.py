@@ -10,11 +10,12 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from workers.conf import setting
+from workers.management.base import SettingsChecked
 from workers.recording.consumer import Recorder
-from workers.redis import new_connection
+from workers.redis import UNAPPLIED_KEY, new_connection
 
 
-class Command(BaseCommand):
+class Command(SettingsChecked, BaseCommand):
     help = "Apply pending tracking events to the database (--burst: apply what is pending and exit)."
 
     def add_arguments(self, parser: Any) -> None:
@@ -27,8 +28,12 @@ class Command(BaseCommand):
             batch_size=setting("RECORDER_BATCH"),
         )
         if options["burst"]:
-            applied = recorder.drain()
-            self.stdout.write(f"applied {applied} events")
+            read = recorder.drain()
+            applied = read - recorder.set_aside - recorder.held
+            self.stdout.write(
+                f"read {read} events: {applied} applied, {recorder.set_aside} set aside ({UNAPPLIED_KEY}), "
+                f"{recorder.held} held for a job with no record yet"
+            )
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

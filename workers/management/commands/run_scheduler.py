@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from workers.conf import setting
+from workers.management.base import SettingsChecked
 from workers.reads.schedules import schedulers_alive
 from workers.redis import SCHEDULER_HEARTBEAT_KEY
 from workers.redis import connection as redis_connection
@@ -22,7 +23,7 @@ from workers.scheduling.tick import scheduler_heartbeat, schedules_fire_due
 from workers.scheduling.validation import DECLARED_SCHEDULES_CHECK
 
 
-class Command(BaseCommand):
+class Command(SettingsChecked, BaseCommand):
     help = "Run the jobsite scheduler: sync JOBSITE_SCHEDULES, then fire due schedules until stopped."
     # The system checks run in handle(), all but the one on JOBSITE_SCHEDULES: a bad entry
     # must not stop every other schedule (the sync skips it and says why).
