@@ -19,13 +19,15 @@ from .conf import setting
 from .models import JobOrigin
 from .ordering.keys import OrderingError, rate_limit_for
 from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY
+from .redis import connection as redis_connection
 from .rq.job import TrackedJob
 from .rq.retry import RetryPolicy, policy_for
 
-# The queue object (and so one Redis connection pool) and default attempts per queue, per
-# process, rebuilt when settings change: django-rq's get_queue() builds a new Redis client
-# each call, and a new connection for every enqueue cost 5x bare RQ's latency
-# (bench/enqueue.py). redis-py pools are thread-safe and reset themselves in a forked child.
+# The queue object and default attempts per queue, per process, rebuilt when settings
+# change. Its client is the process's one (workers.redis.connection(): REDIS_URL or
+# Sentinel), not one django-rq would build per call: a new connection for every enqueue
+# cost 5x bare RQ's latency (bench/enqueue.py). redis-py pools are thread-safe and reset
+# themselves in a forked child.
 _PRODUCERS: dict[str, tuple[Any, Queue, int]] = {}
 _ORIGINS = frozenset(JobOrigin.values)
 
@@ -34,13 +36,14 @@ def _producer(queue: str) -> tuple[Queue, int]:
     import django_rq
 
     # Keyed by the settings' values, not their identity: a queue's config edited in place
-    # (a new Redis URL, another serializer) must give a new producer.
+    # (another serializer, a new default timeout) must give a new producer.
     config = tuple(sorted((key, repr(value)) for key, value in conf.queue_config(queue).items()))
     jobsite = (repr(setting("RETRY")), repr(setting("QUEUE_RETRY")))
     state = (config, jobsite, conf.serializer())
+    client = redis_connection()
     cached = _PRODUCERS.get(queue)
-    if cached is None or cached[0] != state:
-        rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
+    if cached is None or cached[0] != state or cached[1].connection is not client:
+        rq_queue = django_rq.get_queue(queue, job_class=TrackedJob, connection=client)
         cached = _PRODUCERS[queue] = (state, rq_queue, policy_for(queue).max_attempts)
     return cached[1], cached[2]
 

@@ -11,6 +11,7 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_declared_schedules)
+        checks.register(check_redis_settings)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -22,3 +23,18 @@ def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[che
         checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
         for problem in declared_schedule_errors(declared_schedules())
     ]
+
+
+def check_redis_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """`manage.py check` reports malformed Redis settings (REDIS_SENTINELS...)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import redis_settings
+
+    problems: list[checks.CheckMessage] = []
+    for read in (redis_settings,):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            problems.append(checks.Error(str(exc), id="workers.E002", hint="See README, 'Redis Sentinel'."))
+    return problems

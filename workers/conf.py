@@ -1,16 +1,18 @@
 """Every jobsite setting and its default, read in one place.
 
 Nothing else in the project reads ``settings.JOBSITE``, ``RQ_QUEUES``, ``JOBSITE_QUEUES``,
-``JOBSITE_SERIALIZER`` or ``REDIS_URL``: they are asked for here, so a default lives once
-and a setting that is missing takes it. ``jobsite/settings`` only fills them from the
-environment.
+``JOBSITE_SERIALIZER``, ``REDIS_URL`` or the ``REDIS_SENTINEL*`` settings: they are asked
+for here, so a default lives once and a setting that is missing takes it.
+``jobsite/settings`` only fills them from the environment.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 # Every key of the JOBSITE dict with its default; jobsite/settings sets only what it changes.
 DEFAULTS: dict[str, Any] = {
@@ -96,8 +98,51 @@ def serializer() -> str:
     return getattr(settings, "JOBSITE_SERIALIZER", "pickle")
 
 
-def redis_url() -> str:
-    return str(getattr(settings, "REDIS_URL", "redis://127.0.0.1:6379/0"))
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where Redis is: ``url``, or the master named ``master`` that ``sentinels`` know."""
+
+    url: str = ""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    password: str = ""
+    sentinel_password: str = ""
+    db: int = 0
+
+
+def redis_settings() -> RedisSettings:
+    """``REDIS_SENTINELS`` (+ ``REDIS_SENTINEL_MASTER``, passwords, ``REDIS_DB``) when set,
+    else ``REDIS_URL``. A malformed value raises ImproperlyConfigured saying what to fix."""
+    sentinels = getattr(settings, "REDIS_SENTINELS", None) or ()
+    if not sentinels:
+        return RedisSettings(url=str(getattr(settings, "REDIS_URL", "") or "redis://127.0.0.1:6379/0"))
+    pairs = []
+    for item in sentinels:
+        if not (
+            isinstance(item, (tuple, list))
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[0]
+            and isinstance(item[1], int)
+            and 0 < item[1] < 65536
+        ):
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS: {item!r} is not a (host, port) pair, e.g. [('10.0.0.1', 26379), ...]"
+            )
+        pairs.append((item[0], item[1]))
+    master = getattr(settings, "REDIS_SENTINEL_MASTER", "")
+    if not master or not isinstance(master, str):
+        raise ImproperlyConfigured("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the master they monitor")
+    db = getattr(settings, "REDIS_DB", 0)
+    if not isinstance(db, int) or db < 0:
+        raise ImproperlyConfigured(f"REDIS_DB must be a database number like 0, not {db!r}")
+    return RedisSettings(
+        sentinels=tuple(pairs),
+        master=master,
+        password=str(getattr(settings, "REDIS_PASSWORD", "") or ""),
+        sentinel_password=str(getattr(settings, "REDIS_SENTINEL_PASSWORD", "") or ""),
+        db=db,
+    )
 
 
 def declared_schedules() -> list[Any]:
