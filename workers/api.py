@@ -18,7 +18,7 @@ from . import conf, events
 from .conf import setting
 from .models import JobOrigin
 from .ordering.keys import OrderingError, rate_limit_for
-from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY
+from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, replicas_wait
 from .redis import connection as redis_connection
 from .rq.job import TrackedJob
 from .rq.retry import RetryPolicy, policy_for
@@ -56,6 +56,15 @@ class QueueUnavailable(RuntimeError):
     """Redis did not answer: nothing was enqueued. Safe to retry once Redis is back.
 
     Web views that enqueue need not catch it: ``dashboard.middleware`` answers 503.
+    """
+
+
+class EnqueueNotReplicated(QueueUnavailable):
+    """The master took the job but too few replicas confirmed it in time
+    (``JOBSITE["ENQUEUE_WAIT"]``): a fail-over now would lose it, so it is not acknowledged.
+
+    The job may still run (the master has it). Enqueueing again may run it twice: that is
+    the at-least-once promise every job is written for.
     """
 
 
@@ -186,14 +195,24 @@ def job_enqueue(
         ) from exc
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 
+    wait = conf.enqueue_wait()
+
     def push() -> None:
         try:
             if when is not None and when > timezone.now():
                 rq_queue.schedule_job(job, when)
             else:
                 rq_queue.enqueue_job(job, unique=unique)
+            if wait is not None:
+                replicas, timeout_ms = wait
+                acknowledged = replicas_wait(rq_queue.connection, replicas=replicas, timeout_ms=timeout_ms)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise QueueUnavailable(f"Redis is unavailable, job {job.id} was not enqueued: {exc}") from exc
+        if wait is not None and acknowledged < wait[0]:
+            raise EnqueueNotReplicated(
+                f"job {job.id} reached the Redis master but {acknowledged} of the {wait[0]} replica(s) "
+                f'JOBSITE["ENQUEUE_WAIT"] asks for confirmed it within {wait[1]} ms: not acknowledged'
+            )
 
     transaction.on_commit(push)  # runs at once outside a transaction
     return job

@@ -26,13 +26,13 @@ def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[che
 
 
 def check_redis_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """`manage.py check` reports malformed Redis settings (REDIS_SENTINELS...)."""
+    """`manage.py check` reports malformed Redis settings (REDIS_SENTINELS, ENQUEUE_WAIT...)."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from .conf import redis_settings
+    from .conf import enqueue_wait, redis_settings
 
     problems: list[checks.CheckMessage] = []
-    for read in (redis_settings,):
+    for read in (redis_settings, enqueue_wait):
         try:
             read()
         except ImproperlyConfigured as exc:

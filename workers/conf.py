@@ -64,6 +64,11 @@ DEFAULTS: dict[str, Any] = {
     # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
     # only requests from this machine (loopback) are answered.
     "METRICS_TOKEN": "",
+    # Asynchronous replication: a job the master acknowledged can be lost if the master
+    # dies before a replica has it (README, "Redis Sentinel"). {"replicas": 1,
+    # "timeout_ms": 100} makes enqueue() wait (Redis WAIT) until that many replicas have
+    # the job, and raise QueueUnavailable when they do not within the timeout. None: off.
+    "ENQUEUE_WAIT": None,
 }
 
 
@@ -143,6 +148,23 @@ def redis_settings() -> RedisSettings:
         sentinel_password=str(getattr(settings, "REDIS_SENTINEL_PASSWORD", "") or ""),
         db=db,
     )
+
+
+def enqueue_wait() -> tuple[int, int] | None:
+    """``(replicas, timeout_ms)`` that enqueue waits for, or None (JOBSITE["ENQUEUE_WAIT"])."""
+    value = setting("ENQUEUE_WAIT")
+    if value is None:
+        return None
+    replicas = value.get("replicas") if isinstance(value, dict) else None
+    timeout_ms = value.get("timeout_ms") if isinstance(value, dict) else None
+    valid = isinstance(value, dict) and set(value) == {"replicas", "timeout_ms"}
+    for number in (replicas, timeout_ms):
+        valid = valid and isinstance(number, int) and not isinstance(number, bool) and number >= 1
+    if not valid:
+        raise ImproperlyConfigured(
+            f'JOBSITE["ENQUEUE_WAIT"] must be None or {{"replicas": <n >= 1>, "timeout_ms": <ms >= 1>}}, not {value!r}'
+        )
+    return replicas, timeout_ms  # type: ignore[return-value]
 
 
 def declared_schedules() -> list[Any]:

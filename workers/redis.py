@@ -51,6 +51,11 @@ META_PARENT = "jobsite_parent"
 HASH_NEXT_ATTEMPT = "jobsite_a"
 
 
+# A write whose only purpose is to be replicated: WAIT on the same connection then
+# confirms everything written before it (see ``replicas_wait``).
+REPLICATION_PROBE_KEY = "jobsite:replication-probe"
+
+
 # --- connections -------------------------------------------------------------------------
 # Short commands (producers, views, the scheduler) give up soon when Redis hangs; a client
 # that blocks on Redis (the recorder's XREADGROUP BLOCK, a worker's dequeue) waits longer.
@@ -124,3 +129,17 @@ def connection_reset() -> None:
     global _cached
     with _lock:
         _cached = None
+
+
+def replicas_wait(client: Redis, *, replicas: int, timeout_ms: int) -> int:
+    """How many replicas have everything written before this call, waiting at most
+    ``timeout_ms`` for ``replicas`` of them (Redis WAIT).
+
+    WAIT only covers writes made on its own connection, and a pooled client may have
+    written on another: a probe write on WAIT's connection comes after all of them in the
+    replication stream, so a replica that has the probe has them too.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(REPLICATION_PROBE_KEY, os.getpid())
+        pipe.wait(replicas, timeout_ms)
+        return int(pipe.execute()[1])

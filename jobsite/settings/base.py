@@ -229,11 +229,17 @@ RQ = {
 # --- jobsite --------------------------------------------------------------------------
 # Only what the environment sets: every other key of JOBSITE, with its default and what it
 # means, is in workers/conf.py (DEFAULTS); add a key here to change it.
-JOBSITE = {
+JOBSITE: dict[str, object] = {
     "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
     "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
     "METRICS_TOKEN": os.environ.get("JOBSITE_METRICS_TOKEN", ""),
 }
+if env_int("JOBSITE_ENQUEUE_WAIT_REPLICAS", 0):
+    # enqueue() returns only once this many replicas have the job (Redis WAIT), else raises.
+    JOBSITE["ENQUEUE_WAIT"] = {
+        "replicas": env_int("JOBSITE_ENQUEUE_WAIT_REPLICAS", 0),
+        "timeout_ms": env_int("JOBSITE_ENQUEUE_WAIT_TIMEOUT_MS", 100),
+    }
 
 # --- alerts ---------------------------------------------------------------------------
 # Evaluated by the scheduled job alerts.jobs.alerts_check and `manage.py check_alerts`;

@@ -14,7 +14,7 @@ from django.core.management.base import SystemCheckError
 
 from jobsite.settings.base import parse_sentinels
 from tests.conftest import ROOT
-from workers.conf import redis_settings
+from workers.conf import enqueue_wait, redis_settings
 
 
 def manage_check(**env: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +62,7 @@ def test_a_malformed_sentinel_address_among_good_ones_is_named(bad):
         ),
         ({"REDIS_URL": "redis://127.0.0.1:6390/0", "REDIS_PASSWORD": "secret"}, "put the password and database"),
         ({"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_DB": "one"}, "REDIS_DB must"),
+        ({"JOBSITE_ENQUEUE_WAIT_REPLICAS": "all"}, "JOBSITE_ENQUEUE_WAIT_REPLICAS must be a whole number"),
     ],
 )
 def test_a_bad_redis_environment_stops_every_command_with_what_to_fix(env, message):
@@ -79,6 +80,7 @@ def test_a_sentinel_environment_is_accepted():
         REDIS_PASSWORD="secret",
         REDIS_SENTINEL_PASSWORD="other-secret",
         REDIS_DB="2",
+        JOBSITE_ENQUEUE_WAIT_REPLICAS="1",
     )
 
     assert result.returncode == 0, result.stderr
@@ -104,14 +106,23 @@ def test_settings_give_the_factory_either_a_url_or_the_sentinels(settings):
         ("REDIS_SENTINELS", [("10.0.0.1", 26379), ("10.0.0.2", "26379")], "is not a (host, port) pair"),
         ("REDIS_SENTINEL_MASTER", "", "REDIS_SENTINEL_MASTER must name"),
         ("REDIS_DB", "0", "REDIS_DB must be a database number"),
+        ("ENQUEUE_WAIT", {"replicas": 0, "timeout_ms": 100}, 'JOBSITE["ENQUEUE_WAIT"] must be None or'),
+        ("ENQUEUE_WAIT", {"replicas": 1, "timeout_ms": 0}, "not {'replicas': 1, 'timeout_ms': 0}"),
+        ("ENQUEUE_WAIT", {"replicas": 1}, 'JOBSITE["ENQUEUE_WAIT"] must be None or'),
+        ("ENQUEUE_WAIT", 1, 'JOBSITE["ENQUEUE_WAIT"] must be None or'),
     ],
 )
 def test_manage_check_reports_a_bad_redis_setting(settings, setting, value, message):
     settings.REDIS_SENTINELS = [("10.0.0.1", 26379)]
     settings.REDIS_SENTINEL_MASTER = "jobsite"
+    settings.JOBSITE = {**settings.JOBSITE, "ENQUEUE_WAIT": {"replicas": 1, "timeout_ms": 100}}
     call_command("check")  # the good ones pass
+    assert enqueue_wait() == (1, 100)
 
-    setattr(settings, setting, value)
+    if setting == "ENQUEUE_WAIT":
+        settings.JOBSITE = {**settings.JOBSITE, "ENQUEUE_WAIT": value}
+    else:
+        setattr(settings, setting, value)
     with pytest.raises(SystemCheckError, match="workers.E002") as info:
         call_command("check")
     assert message in str(info.value)
