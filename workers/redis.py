@@ -10,6 +10,8 @@ import os
 import threading
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .conf import RedisSettings, redis_settings
@@ -64,12 +66,18 @@ COMMAND_TIMEOUT = 5
 BLOCKING_TIMEOUT = 30
 # Asking a sentinel is quick or it is down: then the next one is asked.
 SENTINEL_TIMEOUT = 0.5
+# With Sentinel, a client that works for a worker (new_connection) rides out a fail-over:
+# a command that finds no master retries, asking the sentinels again each time, for about
+# 10 s (0.5 + 1 + 2 + 2 + 2 + 2), which covers a fail-over with down-after-milliseconds
+# of 5000 (README). Producers and views (connection) fail at once instead: QueueUnavailable,
+# a 503 with Retry-After.
+FAILOVER_RETRY = Retry(ExponentialBackoff(cap=2, base=0.25), retries=6)
 
 _lock = threading.Lock()
 _cached: tuple[tuple[int, RedisSettings], Redis] | None = None
 
 
-def _client(where: RedisSettings, *, socket_timeout: float) -> Redis:
+def _client(where: RedisSettings, *, socket_timeout: float, ride_out_failover: bool = False) -> Redis:
     if not where.sentinels:
         return Redis.from_url(
             where.url,
@@ -87,8 +95,8 @@ def _client(where: RedisSettings, *, socket_timeout: float) -> Redis:
     )
     # Each new connection asks the sentinels where the master is, so after a fail-over a
     # client reconnects to the new master by itself: a connection to the old one fails
-    # (or, if it came back as a replica, answers READONLY and is dropped), the caller's
-    # loop retries, and the retry lands on the new master.
+    # (or, if it came back as a replica, answers READONLY and is dropped), and the retry
+    # (ours, or the caller's loop's) lands on the new master.
     return sentinel.master_for(
         where.master,
         db=where.db,
@@ -96,6 +104,7 @@ def _client(where: RedisSettings, *, socket_timeout: float) -> Redis:
         socket_timeout=socket_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT,
         health_check_interval=30,
+        **({"retry": FAILOVER_RETRY} if ride_out_failover else {}),
     )
 
 
@@ -103,9 +112,9 @@ def new_connection() -> Redis:
     """A client of its own (a thread that blocks on Redis, a worker), with jobsite's timeouts.
 
     From ``REDIS_URL``, or with ``REDIS_SENTINELS`` a client of whichever server the
-    sentinels say is the master now.
+    sentinels say is the master now, that waits out a fail-over (FAILOVER_RETRY).
     """
-    return _client(redis_settings(), socket_timeout=BLOCKING_TIMEOUT)
+    return _client(redis_settings(), socket_timeout=BLOCKING_TIMEOUT, ride_out_failover=True)
 
 
 def connection() -> Redis:
