@@ -190,9 +190,11 @@ def test_everything_follows_a_sentinel_failover_and_every_acknowledged_job_ends_
             # RQ's scheduler locks there, and the scheduler fires schedules through it.
             names = [f"failover-{n}" for n in range(2)]
             wait_for(lambda: all(new_master.exists(ALIVE_KEY.format(name)) for name in names), timeout=30)
-            assert {new_master.get(f"rq:scheduler-lock:{q}") for q in settings.JOBSITE_QUEUES} <= {
-                name.encode() for name in names
-            }
+            holders = {name.encode() for name in names}
+            wait_for(
+                lambda: {new_master.get(f"rq:scheduler-lock:{q}") for q in settings.JOBSITE_QUEUES} <= holders,
+                timeout=30,
+            )
             wait_for(
                 lambda: JobRecord.objects.filter(
                     origin=JobOrigin.SCHEDULE, enqueued_at__gt=after_failover, status=JobStatus.FINISHED
