@@ -1,8 +1,9 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
-``python -m bench.run [enqueue throughput ordering pageviews pages]`` (default: all).
-scripts/bench.sh sets up what this expects: REDIS_URL pointing at a redis-server of its
-own and DATABASE_URL at a fresh PostgreSQL database, both emptied freely here.
+``python -m bench.run [enqueue enqueue_wait throughput ordering pageviews pages]`` (default:
+all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at a redis-server of
+its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh PostgreSQL
+database, both emptied freely here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .common import Result, log  # noqa: E402
 # Quick ones first, the million-row load last.
 ITEMS = {
     "enqueue": ("enqueue latency", "<= 1.3"),
+    "enqueue_wait": ("enqueue latency ENQUEUE_WAIT 1 replica/none", "<= 1.5"),
     "throughput": ("throughput", ">= 0.90"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE", ">= 20"),

@@ -22,19 +22,31 @@ with conn:
     conn.execute(f'CREATE DATABASE "{name}"')
 PYEOF
 
-port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+free_port() { $PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+port=$(free_port)
+replica_port=$(free_port)
 workdir=$(mktemp -d -t jobsite-bench-XXXXXX)
 redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$workdir" \
-  --logfile "$workdir/redis.log" &
+  --repl-diskless-sync-delay 0 --logfile "$workdir/redis.log" &
 redis_pid=$!
+# A replica, for the cost of JOBSITE["ENQUEUE_WAIT"] (bench/enqueue_wait.py).
+mkdir "$workdir/replica"
+redis-server --bind 127.0.0.1 --port "$replica_port" --save "" --appendonly no --dir "$workdir/replica" \
+  --replicaof 127.0.0.1 "$port" --logfile "$workdir/replica.log" &
+replica_pid=$!
 cleanup() {
-  kill "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
+  kill "$redis_pid" "$replica_pid" 2>/dev/null || true
+  wait "$redis_pid" "$replica_pid" 2>/dev/null || true
   rm -rf "$workdir"
 }
 trap cleanup EXIT INT TERM
 for _ in $(seq 100); do
   $PY -c "import redis; redis.Redis(port=$port).ping()" 2>/dev/null && break
+  sleep 0.1
+done
+for _ in $(seq 100); do
+  $PY -c "import redis, sys; sys.exit(redis.Redis(port=$replica_port).info('replication')['master_link_status'] != 'up')" \
+    2>/dev/null && break
   sleep 0.1
 done
 

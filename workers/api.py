@@ -18,14 +18,16 @@ from . import conf, events, redaction
 from .conf import setting
 from .models import JobOrigin
 from .ordering.keys import OrderingError, rate_limit_for
-from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY
+from .redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT, META_RETRY, replicas_wait
+from .redis import connection as redis_connection
 from .rq.job import TrackedJob
 from .rq.retry import RetryPolicy, policy_for
 
-# The queue object (and so one Redis connection pool) and default attempts per queue, per
-# process, rebuilt when settings change: django-rq's get_queue() builds a new Redis client
-# each call, and a new connection for every enqueue cost 5x bare RQ's latency
-# (bench/enqueue.py). redis-py pools are thread-safe and reset themselves in a forked child.
+# The queue object and default attempts per queue, per process, rebuilt when settings
+# change. Its client is the process's one (workers.redis.connection(): REDIS_URL or
+# Sentinel), not one django-rq would build per call: a new connection for every enqueue
+# cost 5x bare RQ's latency (bench/enqueue.py). redis-py pools are thread-safe and reset
+# themselves in a forked child.
 _PRODUCERS: dict[str, tuple[Any, Queue, int]] = {}
 _ORIGINS = frozenset(JobOrigin.values)
 
@@ -34,13 +36,14 @@ def _producer(queue: str) -> tuple[Queue, int]:
     import django_rq
 
     # Keyed by the settings' values, not their identity: a queue's config edited in place
-    # (a new Redis URL, another serializer) must give a new producer.
+    # (another serializer, a new default timeout) must give a new producer.
     config = tuple(sorted((key, repr(value)) for key, value in conf.queue_config(queue).items()))
     jobsite = (repr(setting("RETRY")), repr(setting("QUEUE_RETRY")))
     state = (config, jobsite, conf.serializer())
+    client = redis_connection()
     cached = _PRODUCERS.get(queue)
-    if cached is None or cached[0] != state:
-        rq_queue = django_rq.get_queue(queue, job_class=TrackedJob)
+    if cached is None or cached[0] != state or cached[1].connection is not client:
+        rq_queue = django_rq.get_queue(queue, job_class=TrackedJob, connection=client)
         cached = _PRODUCERS[queue] = (state, rq_queue, policy_for(queue).max_attempts)
     return cached[1], cached[2]
 
@@ -53,6 +56,15 @@ class QueueUnavailable(RuntimeError):
     """Redis did not answer: nothing was enqueued. Safe to retry once Redis is back.
 
     Web views that enqueue need not catch it: ``dashboard.middleware`` answers 503.
+    """
+
+
+class EnqueueNotReplicated(QueueUnavailable):
+    """The master took the job but too few replicas confirmed it in time
+    (``JOBSITE["ENQUEUE_WAIT"]``): a fail-over now would lose it, so it is not acknowledged.
+
+    The job may still run (the master has it). Enqueueing again may run it twice: that is
+    the at-least-once promise every job is written for.
     """
 
 
@@ -183,14 +195,24 @@ def job_enqueue(
         ) from exc
     when = at if at is not None else (timezone.now() + delay if delay is not None else None)
 
+    wait = conf.enqueue_wait()
+
     def push() -> None:
         try:
             if when is not None and when > timezone.now():
                 rq_queue.schedule_job(job, when)
             else:
                 rq_queue.enqueue_job(job, unique=unique)
+            if wait is not None:
+                replicas, timeout_ms = wait
+                acknowledged = replicas_wait(rq_queue.connection, replicas=replicas, timeout_ms=timeout_ms)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise QueueUnavailable(f"Redis is unavailable, job {job.id} was not enqueued: {exc}") from exc
+        if wait is not None and acknowledged < wait[0]:
+            raise EnqueueNotReplicated(
+                f"job {job.id} reached the Redis master but {acknowledged} of the {wait[0]} replica(s) "
+                f'JOBSITE["ENQUEUE_WAIT"] asks for confirmed it within {wait[1]} ms: not acknowledged'
+            )
 
     transaction.on_commit(push)  # runs at once outside a transaction
     return job

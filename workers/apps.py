@@ -38,7 +38,8 @@ def check_redaction(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """`manage.py check` reports a REDIS_URL, serializer or queue list jobsite cannot use."""
+    """`manage.py check` reports Redis settings (REDIS_URL or Sentinel, ENQUEUE_WAIT), a
+    serializer or a queue list jobsite cannot use."""
     from .conf import settings_problems
 
     return [

@@ -1,17 +1,19 @@
 """Every jobsite setting and its default, read in one place.
 
 Nothing else in the project reads ``settings.JOBSITE``, ``RQ_QUEUES``, ``JOBSITE_QUEUES``,
-``JOBSITE_SERIALIZER`` or ``REDIS_URL``: they are asked for here, so a default lives once
-and a setting that is missing takes it. ``jobsite/settings`` only fills them from the
-environment.
+``JOBSITE_SERIALIZER``, ``REDIS_URL`` or the ``REDIS_SENTINEL*`` settings: they are asked
+for here, so a default lives once and a setting that is missing takes it.
+``jobsite/settings`` only fills them from the environment.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 # Every key of the JOBSITE dict with its default; jobsite/settings sets only what it changes.
 DEFAULTS: dict[str, Any] = {
@@ -118,6 +120,11 @@ DEFAULTS: dict[str, Any] = {
     # X-Forwarded-For. 0: the audit trail records REMOTE_ADDR and ignores the header (a
     # client can write anything in it); n: the address the n-th proxy from the server saw.
     "TRUSTED_PROXY_COUNT": 0,
+    # Asynchronous replication: a job the master acknowledged can be lost if the master
+    # dies before a replica has it (README, "Redis Sentinel"). {"replicas": 1,
+    # "timeout_ms": 100} makes enqueue() wait (Redis WAIT) until that many replicas have
+    # the job, and raise QueueUnavailable when they do not within the timeout. None: off.
+    "ENQUEUE_WAIT": None,
 }
 
 
@@ -152,8 +159,68 @@ def serializer() -> str:
     return getattr(settings, "JOBSITE_SERIALIZER", "pickle")
 
 
-def redis_url() -> str:
-    return str(getattr(settings, "REDIS_URL", "redis://127.0.0.1:6379/0"))
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where Redis is: ``url``, or the master named ``master`` that ``sentinels`` know."""
+
+    url: str = ""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    password: str = ""
+    sentinel_password: str = ""
+    db: int = 0
+
+
+def redis_settings() -> RedisSettings:
+    """``REDIS_SENTINELS`` (+ ``REDIS_SENTINEL_MASTER``, passwords, ``REDIS_DB``) when set,
+    else ``REDIS_URL``. A malformed value raises ImproperlyConfigured saying what to fix."""
+    sentinels = getattr(settings, "REDIS_SENTINELS", None) or ()
+    if not sentinels:
+        return RedisSettings(url=str(getattr(settings, "REDIS_URL", "") or "redis://127.0.0.1:6379/0"))
+    pairs = []
+    for item in sentinels:
+        if not (
+            isinstance(item, (tuple, list))
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[0]
+            and isinstance(item[1], int)
+            and 0 < item[1] < 65536
+        ):
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS: {item!r} is not a (host, port) pair, e.g. [('10.0.0.1', 26379), ...]"
+            )
+        pairs.append((item[0], item[1]))
+    master = getattr(settings, "REDIS_SENTINEL_MASTER", "")
+    if not master or not isinstance(master, str):
+        raise ImproperlyConfigured("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the master they monitor")
+    db = getattr(settings, "REDIS_DB", 0)
+    if not isinstance(db, int) or db < 0:
+        raise ImproperlyConfigured(f"REDIS_DB must be a database number like 0, not {db!r}")
+    return RedisSettings(
+        sentinels=tuple(pairs),
+        master=master,
+        password=str(getattr(settings, "REDIS_PASSWORD", "") or ""),
+        sentinel_password=str(getattr(settings, "REDIS_SENTINEL_PASSWORD", "") or ""),
+        db=db,
+    )
+
+
+def enqueue_wait() -> tuple[int, int] | None:
+    """``(replicas, timeout_ms)`` that enqueue waits for, or None (JOBSITE["ENQUEUE_WAIT"])."""
+    value = setting("ENQUEUE_WAIT")
+    if value is None:
+        return None
+    replicas = value.get("replicas") if isinstance(value, dict) else None
+    timeout_ms = value.get("timeout_ms") if isinstance(value, dict) else None
+    valid = isinstance(value, dict) and set(value) == {"replicas", "timeout_ms"}
+    for number in (replicas, timeout_ms):
+        valid = valid and isinstance(number, int) and not isinstance(number, bool) and number >= 1
+    if not valid:
+        raise ImproperlyConfigured(
+            f'JOBSITE["ENQUEUE_WAIT"] must be None or {{"replicas": <n >= 1>, "timeout_ms": <ms >= 1>}}, not {value!r}'
+        )
+    return replicas, timeout_ms  # type: ignore[return-value]
 
 
 def declared_schedules() -> list[Any]:
@@ -195,9 +262,29 @@ def serializer_problem(name: str, *, what: str = "JOBSITE_SERIALIZER") -> str | 
     return None
 
 
+def redis_description() -> str:
+    """Where jobsite's Redis is, for a message (passwords hidden)."""
+    try:
+        where = redis_settings()
+    except ImproperlyConfigured:
+        return "the Redis settings (malformed)"
+    if where.url:
+        return redacted(where.url)
+    sentinels = ", ".join(f"{host}:{port}" for host, port in where.sentinels)
+    return f"master {where.master!r} of the sentinels {sentinels}"
+
+
 def settings_problems() -> list[str]:
     """What is wrong with the settings jobsite reads here, one line each."""
-    problems = [redis_url_problem(redis_url()), serializer_problem(serializer())]
+    problems = [serializer_problem(serializer())]
+    for read in (redis_settings, enqueue_wait):
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            problems.append(str(exc))
+    if not problems[1:]:
+        url = redis_settings().url
+        problems.append(redis_url_problem(url) if url else None)
     if not queue_names():
         problems.append("no queue is configured: set JOBSITE_QUEUES (e.g. high,default,low)")
     return [problem for problem in problems if problem]

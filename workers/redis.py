@@ -10,8 +10,11 @@ import os
 import threading
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from .conf import redis_url
+from .conf import RedisSettings, redis_settings
 
 # --- keys ------------------------------------------------------------------------------
 # Lifecycle events: one stream, read by the recorders as one consumer group.
@@ -53,14 +56,68 @@ META_PARENT = "jobsite_parent"
 HASH_NEXT_ATTEMPT = "jobsite_a"
 
 
+# A write whose only purpose is to be replicated: WAIT on the same connection then
+# confirms everything written before it (see ``replicas_wait``).
+REPLICATION_PROBE_KEY = "jobsite:replication-probe"
+
+
 # --- connections -------------------------------------------------------------------------
+# Short commands (producers, views, the scheduler) give up soon when Redis hangs; a client
+# that blocks on Redis (the recorder's XREADGROUP BLOCK, a worker's dequeue) waits longer.
+CONNECT_TIMEOUT = 2
+COMMAND_TIMEOUT = 5
+BLOCKING_TIMEOUT = 30
+# Asking a sentinel is quick or it is down: then the next one is asked.
+SENTINEL_TIMEOUT = 0.5
+# With Sentinel, a client that works for a worker (new_connection) rides out a fail-over:
+# a command that finds no master retries, asking the sentinels again each time, for about
+# 10 s (0.5 + 1 + 2 + 2 + 2 + 2), which covers a fail-over with down-after-milliseconds
+# of 5000 (README). Producers and views (connection) fail at once instead: QueueUnavailable,
+# a 503 with Retry-After.
+FAILOVER_RETRY = Retry(ExponentialBackoff(cap=2, base=0.25), retries=6)
+
 _lock = threading.Lock()
-_cached: tuple[tuple[int, str], Redis] | None = None
+_cached: tuple[tuple[int, RedisSettings], Redis] | None = None
+
+
+def _client(where: RedisSettings, *, socket_timeout: float, ride_out_failover: bool = False) -> Redis:
+    if not where.sentinels:
+        return Redis.from_url(
+            where.url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            health_check_interval=30,
+        )
+    sentinel = Sentinel(
+        list(where.sentinels),
+        sentinel_kwargs={
+            "password": where.sentinel_password or None,
+            "socket_timeout": SENTINEL_TIMEOUT,
+            "socket_connect_timeout": SENTINEL_TIMEOUT,
+        },
+    )
+    # Each new connection asks the sentinels where the master is, so after a fail-over a
+    # client reconnects to the new master by itself: a connection to the old one fails
+    # (or, if it came back as a replica, answers READONLY and is dropped), and the retry
+    # (ours, or the caller's loop's) lands on the new master.
+    return sentinel.master_for(
+        where.master,
+        db=where.db,
+        password=where.password or None,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        health_check_interval=30,
+        **({"retry": FAILOVER_RETRY} if ride_out_failover else {}),
+    )
 
 
 def new_connection() -> Redis:
-    """A client of its own (a thread that blocks on Redis, say), with jobsite's timeouts."""
-    return Redis.from_url(redis_url(), socket_timeout=30, socket_connect_timeout=5, health_check_interval=30)
+    """A client of its own (a thread that blocks on Redis, a worker), with jobsite's timeouts.
+
+    From ``REDIS_URL``, or with ``REDIS_SENTINELS`` a client of whichever server the
+    sentinels say is the master now, that waits out a fail-over (FAILOVER_RETRY).
+    """
+    return _client(redis_settings(), socket_timeout=BLOCKING_TIMEOUT, ride_out_failover=True)
 
 
 def connection() -> Redis:
@@ -69,13 +126,13 @@ def connection() -> Redis:
     A forked child (a work horse) makes its own: it never shares a socket with its parent.
     """
     global _cached
-    owner = (os.getpid(), redis_url())  # settings changed (tests): a new client too
+    owner = (os.getpid(), redis_settings())  # settings changed (tests): a new client too
     cached = _cached
     if cached is not None and cached[0] == owner:
         return cached[1]
     with _lock:
         if _cached is None or _cached[0] != owner:
-            _cached = (owner, new_connection())
+            _cached = (owner, _client(owner[1], socket_timeout=COMMAND_TIMEOUT))
         return _cached[1]
 
 
@@ -84,3 +141,17 @@ def connection_reset() -> None:
     global _cached
     with _lock:
         _cached = None
+
+
+def replicas_wait(client: Redis, *, replicas: int, timeout_ms: int) -> int:
+    """How many replicas have everything written before this call, waiting at most
+    ``timeout_ms`` for ``replicas`` of them (Redis WAIT).
+
+    WAIT only covers writes made on its own connection, and a pooled client may have
+    written on another: a probe write on WAIT's connection comes after all of them in the
+    replication stream, so a replica that has the probe has them too.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(REPLICATION_PROBE_KEY, os.getpid())
+        pipe.wait(replicas, timeout_ms)
+        return int(pipe.execute()[1])

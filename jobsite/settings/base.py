@@ -21,12 +21,60 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default)).strip()
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"{name} must be a whole number like {default}, not {value!r}")
+    return int(value)
+
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """``"10.0.0.1:26379,10.0.0.2:26379,[::1]:26379"`` -> ``[("10.0.0.1", 26379), ...]``."""
+    sentinels = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS: {item!r} is not host:port; give the sentinels as a comma-separated list "
+                "like 10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379"
+            )
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+# Redis: one server at REDIS_URL, or the master that Sentinel names. With REDIS_SENTINELS
+# every client asks the sentinels for the current master and follows a fail-over on its
+# own; REDIS_URL is then not used, so setting both is a mistake we point out.
+REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")  # the master's and replicas' (requirepass)
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")  # the sentinels' own, if any
+REDIS_DB = env_int("REDIS_DB", 0)
+if REDIS_SENTINELS:
+    if "REDIS_URL" in os.environ:
+        raise ImproperlyConfigured("Set REDIS_URL or REDIS_SENTINELS, not both: with Sentinel, unset REDIS_URL.")
+    if not REDIS_SENTINEL_MASTER:
+        raise ImproperlyConfigured(
+            "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: set it to the name the sentinels "
+            "monitor (the <name> of `sentinel monitor <name> <ip> <port> <quorum>`)."
+        )
+elif {"REDIS_SENTINEL_MASTER", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD", "REDIS_DB"} & set(os.environ):
+    raise ImproperlyConfigured(
+        "REDIS_SENTINEL_MASTER, REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD and REDIS_DB go with REDIS_SENTINELS; "
+        "without Sentinel, put the password and database in REDIS_URL (redis://:password@host:6379/0)."
+    )
+# Unused with Sentinel, and empty then, so that nothing falls back to a local Redis unseen.
+REDIS_URL = "" if REDIS_SENTINELS else os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 INSTALLED_APPS = [
     # workers before django_rq so that our `rqworker` command (tracking worker, recorder,
@@ -158,9 +206,27 @@ def _with_timeouts(url: str) -> str:
 # Producers and workers must agree: both read this setting.
 JOBSITE_SERIALIZER = os.environ.get("JOBSITE_SERIALIZER", "pickle")
 
+# jobsite's own producers and workers get their client from workers.redis; this is what
+# django-rq's own tools (and producers calling django_rq directly) connect with: the same
+# Redis, through the same sentinels.
+if REDIS_SENTINELS:
+    _RQ_CONNECTION: dict[str, object] = {
+        "SENTINELS": REDIS_SENTINELS,
+        "MASTER_NAME": REDIS_SENTINEL_MASTER,
+        "DB": REDIS_DB,
+        "PASSWORD": REDIS_PASSWORD or None,
+        "SOCKET_TIMEOUT": 5,
+        "CONNECTION_KWARGS": {"socket_connect_timeout": 2},
+        "SENTINEL_KWARGS": {
+            "password": REDIS_SENTINEL_PASSWORD or None,
+            "socket_timeout": 0.5,
+            "socket_connect_timeout": 0.5,
+        },
+    }
+else:
+    _RQ_CONNECTION = {"URL": _with_timeouts(REDIS_URL)}
 RQ_QUEUES = {
-    name: {"URL": _with_timeouts(REDIS_URL), "DEFAULT_TIMEOUT": 600, "SERIALIZER": JOBSITE_SERIALIZER}
-    for name in JOBSITE_QUEUES
+    name: {**_RQ_CONNECTION, "DEFAULT_TIMEOUT": 600, "SERIALIZER": JOBSITE_SERIALIZER} for name in JOBSITE_QUEUES
 }
 RQ = {
     "WORKER_CLASS": "workers.runtime.worker.TrackingWorker",
@@ -173,11 +239,17 @@ RQ = {
 # --- jobsite --------------------------------------------------------------------------
 # Only what the environment sets: every other key of JOBSITE, with its default and what it
 # means, is in workers/conf.py (DEFAULTS); add a key here to change it.
-JOBSITE = {
+JOBSITE: dict[str, object] = {
     "RETENTION_DAYS": int(os.environ.get("JOBSITE_RETENTION_DAYS", "30")),
     "METRIC_RETENTION_DAYS": int(os.environ.get("JOBSITE_METRIC_RETENTION_DAYS", "30")),
     "METRICS_TOKEN": os.environ.get("JOBSITE_METRICS_TOKEN", ""),
 }
+if env_int("JOBSITE_ENQUEUE_WAIT_REPLICAS", 0):
+    # enqueue() returns only once this many replicas have the job (Redis WAIT), else raises.
+    JOBSITE["ENQUEUE_WAIT"] = {
+        "replicas": env_int("JOBSITE_ENQUEUE_WAIT_REPLICAS", 0),
+        "timeout_ms": env_int("JOBSITE_ENQUEUE_WAIT_TIMEOUT_MS", 100),
+    }
 
 # --- alerts ---------------------------------------------------------------------------
 # Evaluated by the scheduled job alerts.jobs.alerts_check and `manage.py check_alerts`;

@@ -23,7 +23,7 @@ class SettingsChecked:
     """Mixed into a command (before BaseCommand): check jobsite's settings first."""
 
     def execute(self, *args: Any, **options: Any) -> Any:
-        from workers.conf import one_line, redacted, redis_url, settings_problems
+        from workers.conf import one_line, redis_description, settings_problems
 
         # Not JOBSITE_SCHEDULES: one bad schedule stops no command; the scheduler skips it
         # and says so, and `manage.py check` reports it (workers.E001).
@@ -33,6 +33,6 @@ class SettingsChecked:
         try:
             return super().execute(*args, **options)  # type: ignore[misc]
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise CommandError(f"Redis is out of reach ({redacted(redis_url())}): {one_line(exc)}") from exc
+            raise CommandError(f"Redis is out of reach ({redis_description()}): {one_line(exc)}") from exc
         except (OperationalError, InterfaceError) as exc:
             raise CommandError(f"the database is out of reach or not ready: {one_line(exc)}") from exc

@@ -1,8 +1,11 @@
 """django-rq's ``rqworker``, with jobsite's defaults: the tracking worker, its recorder and
-RQ's scheduler (so delayed retries and scheduled jobs run) all on unless switched off."""
+RQ's scheduler (so delayed retries and scheduled jobs run) all on unless switched off, and
+jobsite's Redis client (REDIS_URL, or the master Sentinel names) under all of them."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from django_rq.management.commands.rqworker import Command as DjangoRQWorkerCommand
@@ -55,7 +58,53 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
             from workers.runtime.worker import TrackingMixin
 
             TrackingMixin.run_recorder = False
-        super().handle(*args, **options)
+        self._work(args, options)
+
+    def _work(self, queues: tuple[str, ...], options: dict[str, Any]) -> None:
+        """django-rq's ``handle``, but the worker's queues get jobsite's client: django-rq
+        would build one from RQ_QUEUES, and every client jobsite makes comes from
+        workers.redis (so a Sentinel fail-over is followed by the worker, the work horses
+        and RQ's scheduler, which rebuilds its client from the worker's)."""
+        from django_rq.jobs import get_job_class
+        from django_rq.queues import get_queues
+        from django_rq.utils import reset_db_connections
+        from django_rq.workers import get_exception_handlers, get_worker_class
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from rq.logutils import setup_loghandlers
+
+        from workers.redis import new_connection
+
+        if options.get("pid"):
+            with open(os.path.expanduser(options["pid"]), "w") as fp:
+                fp.write(str(os.getpid()))
+        level = {0: "WARNING", 1: "INFO"}.get(options["verbosity"], "DEBUG")
+        setup_loghandlers(level)
+        try:
+            job_class = get_job_class(options["job_class"])
+            rq_queues = get_queues(
+                *queues, job_class=job_class, queue_class=options["queue_class"], connection=new_connection()
+            )
+            worker = get_worker_class(options["worker_class"])(
+                rq_queues,
+                connection=rq_queues[0].connection,
+                exception_handlers=get_exception_handlers() or None,
+                job_class=job_class,
+                queue_class=type(rq_queues[0]),
+                name=options["name"],
+                worker_ttl=options["worker_ttl"],
+                serializer=options["serializer"],
+            )
+            reset_db_connections()  # no database connection crosses a fork
+            worker.work(
+                burst=options.get("burst", False),
+                with_scheduler=options.get("with_scheduler", False),
+                logging_level=level,
+                max_jobs=options["max_jobs"],
+                max_idle_time=options["max_idle_time"],
+            )
+        except RedisConnectionError as exc:
+            self.stderr.write(str(exc))
+            sys.exit(1)
 
 
 # Options naming a class by its dotted path, and the class it must be (or extend).
