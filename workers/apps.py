@@ -11,6 +11,7 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_declared_schedules)
+        checks.register(check_plain_rq_retry)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -22,3 +23,12 @@ def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[che
         checks.Error(problem, id="workers.E001", hint="See README, 'Schedules and ordered jobs'.")
         for problem in declared_schedule_errors(declared_schedules())
     ]
+
+
+def check_plain_rq_retry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A PLAIN_RQ_RETRY the retry decision cannot read is reported (workers fall back to "rq")."""
+    from .conf import setting
+    from .rq.retry import plain_rq_retry_error
+
+    problem = plain_rq_retry_error(setting("PLAIN_RQ_RETRY"))
+    return [checks.Error(problem, id="workers.E002", hint="See README, 'Retries'.")] if problem else []

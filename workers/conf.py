@@ -19,6 +19,12 @@ DEFAULTS: dict[str, Any] = {
     "RETRY": {"max_attempts": 3, "base": 5.0, "factor": 2.0, "cap": 3600.0, "jitter": 0.2},
     # Per-queue overrides of any RETRY key, e.g. {"low": {"max_attempts": 5}}.
     "QUEUE_RETRY": {},
+    # Jobs enqueued by plain RQ or django-rq clients (no jobsite meta) that carry no RQ
+    # `Retry` of their own: "rq" (default) fails them on their first failure, as bare RQ
+    # does, so a job that is not idempotent never runs more often than RQ would run it;
+    # "policy" gives them the retry policy above on every queue; a list of queue names
+    # gives it to those queues only. A job's own `Retry` is always honoured as RQ does.
+    "PLAIN_RQ_RETRY": "rq",
     # A worker that has not refreshed its liveness key for this long is dead; its started
     # jobs are failed ("worker died") and retried or dead-lettered.
     "WORKER_ALIVE_TTL": 10,

@@ -47,6 +47,8 @@ META_RETRY = "jobsite_retry"
 META_KEY = "jobsite_key"
 META_ORIGIN = "jobsite_origin"
 META_PARENT = "jobsite_parent"
+# Attempts the job had made before its current run: a `Repeat` run starts a new count.
+META_RUN_BASE = "jobsite_run_base"
 HASH_NEXT_ATTEMPT = "jobsite_a"
 
 

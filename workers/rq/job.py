@@ -16,9 +16,10 @@ from rq.utils import now
 
 from .. import events
 from ..conf import serializer as configured_serializer
-from ..redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT
+from ..redis import META_ATTEMPT, META_KEY, META_ORIGIN, META_PARENT
 from ..statuses import FROM_RQ_WAITING, JobStatus
 from .joblogs import captured_logs
+from .retry import max_attempts_of
 
 
 def epoch(moment: datetime | None) -> float | None:
@@ -33,6 +34,8 @@ class TrackedJob(Job):
     _jobsite_quiet = False
     _jobsite_next_at: datetime | None = None
     _jobsite_retry_delay: float | None = None
+    # Set by a jobsite worker while RQ handles a job that returned RQ's `Retry` object.
+    _jobsite_returned_retry = False
 
     def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
         # Producers, workers and services read payloads with the one configured serializer.
@@ -43,8 +46,11 @@ class TrackedJob(Job):
         """Attempts started so far (the running one included)."""
         return int(self.meta.get(META_ATTEMPT, 0))
 
-    def descriptor(self) -> dict[str, Any]:
-        """What a record needs to exist: queue, function, arguments and origin."""
+    def descriptor(self, *, waiting: bool = False) -> dict[str, Any]:
+        """What a record needs to exist: queue, function, arguments and origin.
+
+        ``waiting``: the job waits for its next attempt (its max attempts count that one).
+        """
         try:
             func, args, kwargs = self.func_name, self.args, self.kwargs
         except Exception as exc:  # undeserializable payload: still record the job
@@ -57,7 +63,7 @@ class TrackedJob(Job):
             "key": self.meta.get(META_KEY),
             "origin": self.meta.get(META_ORIGIN),
             "parent": self.meta.get(META_PARENT),
-            "max": self.meta.get(META_MAX_ATTEMPTS),
+            "max": max_attempts_of(self, waiting=waiting),
             "enq": epoch(self.enqueued_at or self.created_at),
             "timeout": self.timeout,
         }
@@ -68,7 +74,7 @@ class TrackedJob(Job):
         """The event of this job waiting for its next attempt (queued, deferred, ...)."""
         next_at = epoch(self._jobsite_next_at) if status == JobStatus.SCHEDULED else None
         return events.waiting(
-            status, job_id=self.id, attempt=self.attempt + 1, descriptor=self.descriptor(), next_at=next_at
+            status, job_id=self.id, attempt=self.attempt + 1, descriptor=self.descriptor(waiting=True), next_at=next_at
         )
 
     def set_status(self, status: RQStatus, pipeline: Any = None) -> None:
@@ -80,13 +86,13 @@ class TrackedJob(Job):
         if name is not None:
             events.append(target, self.waiting_event(name))
         elif status == RQStatus.FAILED:
-            # Failed outside a jobsite worker (RQ's own abandoned-job cleanup).
-            self.report_failure(
-                target,
-                status=JobStatus.DEAD,
-                failure=("AbandonedJobError", "the job was abandoned by its worker", ""),
-                worker=self.worker_name or "",
-            )
+            if self._jobsite_returned_retry:
+                # RQ's own rule for a job that returned `Retry`: its retries are used up.
+                failure = ("RetriesExhausted", "the job returned Retry after its last retry", "")
+            else:
+                # Failed outside a jobsite worker (RQ's own abandoned-job cleanup).
+                failure = ("AbandonedJobError", "the job was abandoned by its worker", "")
+            self.report_failure(target, status=JobStatus.DEAD, failure=failure, worker=self.worker_name or "")
 
     def prepare_for_execution(self, worker_name: str, pipeline: Any) -> None:
         super().prepare_for_execution(worker_name, pipeline)

@@ -18,6 +18,7 @@ from rq.worker import SimpleWorker, Worker
 from .. import events
 from ..conf import setting
 from ..ordering.keys import key_job_ended
+from ..redis import META_ATTEMPT, META_RUN_BASE
 from ..rq.failures import describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
@@ -124,7 +125,19 @@ class TrackingMixin:
                 worker=self.name,  # type: ignore[attr-defined]
             )
 
+    def handle_job_retry(self, job: Job, queue: Any, retry: Any, started_job_registry: Any, execution: Any) -> None:
+        # The job returned RQ's `Retry`: RQ's own rule, reported as such (TrackedJob.set_status).
+        job._jobsite_returned_retry = True  # type: ignore[attr-defined]
+        try:
+            super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
+        finally:
+            job._jobsite_returned_retry = False  # type: ignore[attr-defined]
+
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        if job.repeats_left:
+            # RQ's `Repeat` runs the job again: a new run, whose failures count afresh
+            # (RQ's Repeat.schedule saves the meta with the job).
+            job.meta[META_RUN_BASE] = int(job.meta.get(META_ATTEMPT, 0))
         self._jobsite_succeeding: Any = job
         try:
             super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
