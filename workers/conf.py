@@ -54,6 +54,15 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_GRACE": 60,
     # Log lines kept per job attempt (captured while the job runs; the rest are counted).
     "LOG_LINES_LIMIT": 200,
+    # Reconciliation with RQ (a worker companion's pass, one at a time across workers):
+    # every RECONCILE_INTERVAL seconds, a window of RECONCILE_BATCH job ids from each of
+    # RQ's queues and registries, and as many stale unfinished records, are compared; what
+    # a jobsite worker did not observe (jobs run by a bare `rq worker`, plain-RQ jobs
+    # never seen) is recorded from what RQ kept. Facts younger than RECONCILE_GRACE
+    # seconds are left to the recorder, which may not have applied them yet. 0 disables.
+    "RECONCILE_INTERVAL": 10,
+    "RECONCILE_BATCH": 100,
+    "RECONCILE_GRACE": 5,
     # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
     # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
     "MAINTENANCE_INTERVAL": 30,

@@ -31,6 +31,10 @@ WATCHDOG_ORPHAN_KEY = "jobsite:watchdog:{}:{}"  # job id, attempt
 LOST_KEY = "jobsite:lost:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"
+# Reconciliation: one pass at a time across workers, and where each window stopped
+# (field "<queue>:<list or registry>" -> an offset; "records" -> a keyset of the records).
+RECONCILE_LOCK_KEY = "jobsite:reconcile:lock"
+RECONCILE_CURSORS_KEY = "jobsite:reconcile:cursors"
 # Ordered jobs: key -> epoch of its last progress; keys seen stuck; the watchdog's lock;
 # each key's holder and its waiting line.
 KEYS_ZSET = "jobsite:keys"
