@@ -82,8 +82,7 @@ class Companion:
         keys_watchdog(self.connection)  # Redis only: no guard needed
         self._next_watchdog = moment + setting("WATCHDOG_INTERVAL")
         try:  # a pass that fails must not hold up the recorder this loop also runs
-            with FORK_GUARD:
-                reconcile_due(self.connection, owner=self.worker_name)
+            reconcile_due(self.connection, owner=self.worker_name)  # takes the fork guard itself
         except Exception:
             log.exception("jobsite companion of %s: reconciliation pass failed; will retry", self.worker_name)
 

@@ -39,6 +39,7 @@ from ..conf import setting
 from ..models import JobRecord
 from ..redis import RECONCILE_CURSORS_KEY, RECONCILE_LOCK_KEY
 from ..rq.failures import describe_failure
+from ..rq.forkguard import FORK_GUARD
 from ..rq.job import TrackedJob, epoch
 from ..statuses import ENDED_STATUSES, FROM_RQ_ENDED, FROM_RQ_WAITING, WAITING_STATUSES, JobStatus
 
@@ -109,13 +110,17 @@ def reconcile_pass(
     outcome = ReconcileOutcome()
     scheduled_at: dict[str, float] = {}
     job_ids = _rq_windows(connection, batch, scheduled_at)
-    records = {
-        job_id: _Record(status, attempts, reason)
-        for job_id, status, attempts, reason in JobRecord.objects.filter(job_id__in=job_ids).values_list(
-            "job_id", "status", "attempts", "status_reason"
-        )
-    }
-    for job_id, record in _records_window(connection, batch, cutoff).items():
+    # The database only under the fork guard, and briefly: a worker cannot fork its next
+    # work horse while the guard is held.
+    with FORK_GUARD:
+        records = {
+            job_id: _Record(status, attempts, reason)
+            for job_id, status, attempts, reason in JobRecord.objects.filter(job_id__in=job_ids).values_list(
+                "job_id", "status", "attempts", "status_reason"
+            )
+        }
+        window = _records_window(connection, batch, cutoff)
+    for job_id, record in window.items():
         records[job_id] = record
         job_ids.append(job_id)
     job_ids = list(dict.fromkeys(job_ids))
