@@ -87,3 +87,35 @@ def test_rqs_own_cleanup_of_an_abandoned_job_takes_the_retry_decision(start_work
         assert status == JobStatus.DEAD and in_failed
     # Its dependent waits either way: a retried parent has not finished, a dead one never will.
     assert TrackedJob.fetch(child.id, connection=redis_conn).get_status() == "deferred"
+
+
+def test_a_job_whose_worker_died_before_its_horse_started_it_is_put_back(run_burst, redis_conn):
+    # The worker took the job and registered its execution (RQ puts it in the started
+    # registry then), and was killed before its work horse began: the job says queued,
+    # sits in no queue, and is "started" in RQ's registry only.
+    from workers.redis import WORKERS_SET
+    from workers.runtime.watchdog import abandoned_jobs_fail
+    from workers.runtime.worker import TrackingWorker
+
+    job = enqueue("tests.jobfuncs.add", 20, 22)
+    doomed = TrackingWorker(["high", "default", "low"], connection=redis_conn, name="died-before-fork")
+    redis_conn.sadd(WORKERS_SET, doomed.name)  # a jobsite worker, whose liveness key is gone
+    doomed.register_birth()
+    taken, _queue = doomed.dequeue_job_and_maintain_ttl(None)
+    doomed.prepare_execution(taken)
+    assert (taken.id, redis_conn.llen("rq:queue:default")) == (job.id, 0)
+    assert TrackedJob.fetch(job.id, connection=redis_conn).get_status() == "queued"
+
+    assert abandoned_jobs_fail(redis_conn) == 1
+    assert abandoned_jobs_fail(redis_conn) == 0  # once
+    assert redis_conn.lrange("rq:queue:default", 0, -1) == [job.id.encode()]
+    assert not redis_conn.zrange("rq:wip:default", 0, -1)
+
+    run_burst(simple=True)
+    record = JobRecord.objects.get(job_id=job.id)
+    assert (record.status, record.attempts, record.result_repr, record.errors.count()) == (
+        JobStatus.FINISHED,
+        1,
+        "42",
+        0,
+    )
