@@ -168,3 +168,18 @@ def test_a_tracking_worker_started_after_a_bare_rq_worker_records_what_it_ran(st
     wait_for(lambda: JobRecord.objects.filter(status=JobStatus.FINISHED).count() == 5, timeout=60)
     assert sorted(JobRecord.objects.values_list("result_repr", flat=True)) == sorted(repr(2 * n) for n in range(5))
     assert {r.job_id for r in JobRecord.objects.all()} == {j.id for j in jobs}
+
+
+def test_a_job_hash_rq_did_not_write_is_left_aside_and_the_others_get_through(redis_conn):
+    good = [_plain().enqueue("tests.jobfuncs.add", n, n) for n in range(3)]
+    odd_time = _plain().enqueue("tests.jobfuncs.add", 7, 7)
+    odd_status = _plain().enqueue("tests.jobfuncs.add", 8, 8)
+    _bare_burst()
+    redis_conn.hset(f"rq:job:{odd_time.id}", "ended_at", "yesterday-ish")
+    redis_conn.hset(f"rq:job:{odd_status.id}", "status", "exploded\xff")
+    redis_conn.hset("jobsite:reconcile:cursors", "records", "not a cursor")
+
+    _pass(redis_conn)
+
+    recorded = dict(JobRecord.objects.values_list("job_id", "status"))
+    assert recorded == {job.id: JobStatus.FINISHED for job in good}

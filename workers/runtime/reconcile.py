@@ -65,6 +65,10 @@ _BLOCKING = {
 }
 
 
+# The RQ statuses a record can say.
+_EXPRESSIBLE = frozenset({*FROM_RQ_ENDED, *(s.value for s in FROM_RQ_WAITING), RQStatus.STARTED.value})
+
+
 @dataclass
 class ReconcileOutcome:
     examined: int = 0  # job ids compared
@@ -193,8 +197,11 @@ def _rq_states(connection: Redis, job_ids: list[str]) -> dict[str, _Rq]:
     for job_id, (status, *moments) in zip(job_ids, replies, strict=True):
         if status is None:
             continue  # no such job (any more)
-        stamps = [utcparse(m.decode()).timestamp() for m in moments if m]
-        states[job_id] = _Rq(status.decode(), max(stamps) if stamps else 0.0)
+        try:
+            stamps = [utcparse(m.decode()).timestamp() for m in moments if m]
+            states[job_id] = _Rq(status.decode(), max(stamps) if stamps else 0.0)
+        except ValueError:  # not a job RQ wrote: the others go on
+            log.warning("reconciliation: job %s has unreadable timestamps; left as it is", job_id)
     return states
 
 
@@ -205,9 +212,12 @@ def _records_window(connection: Redis, batch: int, cutoff: float) -> dict[str, _
     """The next ``batch`` unfinished records that changed before ``cutoff``, oldest first."""
     qs = JobRecord.objects.filter(status__in=UNFINISHED, status_changed_at__lt=datetime.fromtimestamp(cutoff, UTC))
     cursor = connection.hget(RECONCILE_CURSORS_KEY, "records")
-    if cursor:
-        at_text, _, pk_text = cursor.decode().partition("|")  # type: ignore[union-attr]
-        at, pk = datetime.fromisoformat(at_text), int(pk_text)
+    try:
+        at_text, _, pk_text = (cursor or b"").decode().partition("|")  # type: ignore[union-attr]
+        at, pk = (datetime.fromisoformat(at_text), int(pk_text)) if at_text else (None, 0)
+    except ValueError:
+        at = None  # not a cursor this module wrote: start from the oldest again
+    if at is not None:
         qs = qs.filter(Q(status_changed_at__gt=at) | Q(status_changed_at=at, pk__gt=pk))
     rows = list(
         qs.order_by("status_changed_at", "pk").values_list(
@@ -229,6 +239,8 @@ def _difference(rq: _Rq | None, record: _Record | None, *, cutoff: float, retain
     if rq is None or rq.moment > cutoff:
         return None
     status = rq.status
+    if status not in _EXPRESSIBLE:
+        return None  # a status with no record status (RQ's `created`, or not RQ's at all)
     if record is None:
         return status if rq.moment > retained else None  # a job RQ has that no record has
     if status in FROM_RQ_ENDED:
