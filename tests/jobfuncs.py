@@ -159,3 +159,30 @@ def note_run(path: str) -> str:
     with open(path, "a") as trace:
         trace.write(f"{job.id if job else '?'}\n")
     return "noted"
+
+
+def fail_counted(name: str) -> None:
+    """Counts its runs under ``name``, then fails: how often did it really run?"""
+    _redis().incr(f"test:runs:{name}")
+    raise ValueError(f"{name} failed")
+
+
+def fail_on_run(name: str, run: int) -> int:
+    """Counts its runs under ``name`` and fails on run number ``run`` only."""
+    calls = int(_redis().incr(f"test:runs:{name}"))
+    if calls == run:
+        raise ValueError(f"{name} failed on run {calls}")
+    return calls
+
+
+def count_failure_callback(job, connection, exc_type, exc_value, tb) -> None:  # noqa: ANN001
+    """An RQ on_failure callback that counts how often it fired for the job's first argument."""
+    _redis().incr(f"test:on_failure:{job.args[0]}")
+
+
+def return_retry(name: str):  # noqa: ANN201
+    """Counts its runs under ``name`` and asks RQ for a retry by returning its `Retry`."""
+    from rq import Retry
+
+    _redis().incr(f"test:runs:{name}")
+    return Retry(max=1)

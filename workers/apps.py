@@ -13,6 +13,7 @@ class WorkersConfig(AppConfig):
         checks.register(check_declared_schedules)
         checks.register(check_redaction)
         checks.register(check_settings)
+        checks.register(check_plain_rq_retry)
 
 
 def check_declared_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -45,3 +46,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return [
         checks.Error(problem, id="workers.E002", hint="See README, 'Configuration'.") for problem in settings_problems()
     ]
+
+
+def check_plain_rq_retry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A PLAIN_RQ_RETRY the retry decision cannot read is reported (workers fall back to "rq")."""
+    from .conf import setting
+    from .rq.retry import plain_rq_retry_error
+
+    problem = plain_rq_retry_error(setting("PLAIN_RQ_RETRY"))
+    return [checks.Error(problem, id="workers.E002", hint="See README, 'Retries'.")] if problem else []

@@ -22,6 +22,12 @@ DEFAULTS: dict[str, Any] = {
     "RETRY": {"max_attempts": 3, "base": 5.0, "factor": 2.0, "cap": 3600.0, "jitter": 0.2},
     # Per-queue overrides of any RETRY key, e.g. {"low": {"max_attempts": 5}}.
     "QUEUE_RETRY": {},
+    # Jobs enqueued by plain RQ or django-rq clients (no jobsite meta) that carry no RQ
+    # `Retry` of their own: "rq" (default) fails them on their first failure, as bare RQ
+    # does, so a job that is not idempotent never runs more often than RQ would run it;
+    # "policy" gives them the retry policy above on every queue; a list of queue names
+    # gives it to those queues only. A job's own `Retry` is always honoured as RQ does.
+    "PLAIN_RQ_RETRY": "rq",
     # A worker that has not refreshed its liveness key for this long is dead; its started
     # jobs are failed ("worker died") and retried or dead-lettered.
     "WORKER_ALIVE_TTL": 10,
@@ -60,6 +66,15 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_RETRY_CAP": 600.0,
     # Log lines kept per job attempt (captured while the job runs; the rest are counted).
     "LOG_LINES_LIMIT": 200,
+    # Reconciliation with RQ (a worker companion's pass, one at a time across workers):
+    # every RECONCILE_INTERVAL seconds, a window of RECONCILE_BATCH job ids from each of
+    # RQ's queues and registries, and as many stale unfinished records, are compared; what
+    # a jobsite worker did not observe (jobs run by a bare `rq worker`, plain-RQ jobs
+    # never seen) is recorded from what RQ kept. Facts younger than RECONCILE_GRACE
+    # seconds are left to the recorder, which may not have applied them yet. 0 disables.
+    "RECONCILE_INTERVAL": 10,
+    "RECONCILE_BATCH": 100,
+    "RECONCILE_GRACE": 5,
     # Seconds between a worker's RQ maintenance runs (RQ's default is 600): how soon a
     # live worker takes over the scheduler (delayed jobs, retries) of a dead one.
     "MAINTENANCE_INTERVAL": 30,

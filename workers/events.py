@@ -30,6 +30,11 @@ KIND, JOB_ID, ATTEMPT, TIME = "e", "id", "a", "t"
 # arguments, ordering key, origin, parent job, max attempts, enqueue time, timeout.
 DESCRIPTOR_FIELDS = ("q", "f", "args", "kwargs", "key", "origin", "parent", "max", "enq", "timeout")
 QUEUE, FUNC = "q", "f"
+# How the event's facts were learnt: absent when a jobsite worker or producer observed the
+# transition, RECONCILED when a reconciliation pass read them from RQ's registries later.
+HOW, RECONCILED = "how", "reconciled"
+# Why a job waits, when its status alone does not say (a dependency that is dead).
+REASON = "why"
 
 
 def storable(text: str) -> str:
@@ -92,10 +97,12 @@ def _event(kind: str, job_id: str, attempt: int, descriptor: dict[str, Any] | No
 
 
 def waiting(
-    status: str, *, job_id: str, attempt: int, descriptor: dict[str, Any], next_at: float | None = None
-) -> dict[str, Any]:
-    """Queued, scheduled (``next_at``: when it is due), deferred or canceled."""
-    return _event(status, job_id, attempt, descriptor, next=next_at)
+    status: str, *, job_id: str, attempt: int, descriptor: dict[str, Any], next_at: float | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Queued, scheduled (``next_at``: when it is due), deferred (``reason``: why, when it
+    will not end by itself) or canceled."""
+    return _event(status, job_id, attempt, descriptor, next=next_at, why=bounded(reason, 255) if reason else None)
 
 
 def started(
@@ -130,6 +137,14 @@ def progress(*, job_id: str, attempt: int, percent: int, message: str) -> dict[s
 def log_lines(*, job_id: str, attempt: int, lines: list[list[Any]]) -> dict[str, Any]:
     """Captured log lines of a running job: ``[[seq, epoch, level, logger, message], ...]``."""
     return _event(LOG, job_id, attempt, None, lines=lines)
+
+
+def reconciled(event: dict[str, Any], *, at: float) -> dict[str, Any]:
+    """Mark ``event`` (from a builder above) as read from RQ by reconciliation, not
+    observed; ``at`` is when RQ says the transition happened."""
+    event[HOW] = RECONCILED
+    event[TIME] = at
+    return event
 
 
 def lua_queued_event(*, job_id: str, attempt: str, moment: str, queue: str) -> str:

@@ -45,6 +45,12 @@ class JobRecord(models.Model):
     # The JobError.fingerprint of the last failed attempt: dead letters group by it.
     last_fingerprint = models.CharField(max_length=64, blank=True, default="")
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the current status was taken from RQ's registries by a reconciliation pass
+    # (a bare `rq worker` ran the job, say) rather than observed by a jobsite worker.
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    # Why the job is in its status, when the status alone does not say (a deferred job
+    # waiting on a dead parent).
+    status_reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -37,6 +37,10 @@ WATCHDOG_ORPHAN_KEY = "jobsite:watchdog:{}:{}"  # job id, attempt
 LOST_KEY = "jobsite:lost:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"
+# Reconciliation: one pass at a time across workers, and where each window stopped
+# (field "<queue>:<list or registry>" -> an offset; "records" -> a keyset of the records).
+RECONCILE_LOCK_KEY = "jobsite:reconcile:lock"
+RECONCILE_CURSORS_KEY = "jobsite:reconcile:cursors"
 # Ordered jobs: key -> epoch of its last progress; keys seen stuck; the watchdog's lock;
 # each key's holder and its waiting line.
 KEYS_ZSET = "jobsite:keys"
@@ -53,6 +57,8 @@ META_RETRY = "jobsite_retry"
 META_KEY = "jobsite_key"
 META_ORIGIN = "jobsite_origin"
 META_PARENT = "jobsite_parent"
+# Attempts the job had made before its current run: a `Repeat` run starts a new count.
+META_RUN_BASE = "jobsite_run_base"
 HASH_NEXT_ATTEMPT = "jobsite_a"
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rq import get_current_job
 
-from workers.redis import META_ATTEMPT, META_MAX_ATTEMPTS
-from workers.rq.retry import policy_for
+from workers.rq import retry
 
 
 def current_job_id() -> str:
@@ -18,6 +17,4 @@ def is_final_attempt() -> bool:
     job = get_current_job()
     if job is None:
         return True
-    attempt = int(job.meta.get(META_ATTEMPT, 1))
-    max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy_for(job.origin).max_attempts)
-    return attempt >= max_attempts
+    return retry.is_final_attempt(job)  # the one retry decision: the job's own policy counts

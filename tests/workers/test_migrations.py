@@ -14,19 +14,20 @@ BEFORE = [("workers", "0006_runtime_buckets_totals_open_index")]
 AFTER = [("workers", "0007_dead_letter_groups")]
 
 
+@pytest.fixture(autouse=True)
+def _latest_schema_afterwards():
+    """Leave the database at the latest migration: the tests that follow need its columns."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def _migrate(targets):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
     return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture(autouse=True)
-def _latest_schema_afterwards():
-    """The tests after these need every migration applied, not the one a test stopped at."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_failed_records_get_the_fingerprint_of_their_last_failed_attempt():

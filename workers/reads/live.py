@@ -135,7 +135,8 @@ def queue_registries_get(*, name: str, limit: int = 20) -> list[Registry]:
         ("queued", queue.count, queue.get_job_ids(0, limit - 1)),
     ]
     for label, registry in (
-        ("scheduled", queue.scheduled_job_registry),
+        # RQ keeps retries waiting for their backoff in its scheduled registry too.
+        ("scheduled and retrying", queue.scheduled_job_registry),
         ("started", queue.started_job_registry),
         ("deferred", queue.deferred_job_registry),
     ):

@@ -81,6 +81,11 @@ def queue_stats_get(
 
     Nothing here counts the job history: retrying and dead use indexed counts over
     those statuses only, and rates read the per-minute JobMetric roll-ups.
+
+    Waiting and running are RQ's queue length and started registry, as ``rq info`` counts
+    them. RQ's scheduled registry holds both jobs waiting for their time and retries
+    waiting for their backoff: ``retrying`` are the records waiting for a retry and
+    ``scheduled`` the rest of the registry, so the two add up to what RQ holds.
     """
     names = names if names is not None else queue_names()
     workers = workers if workers is not None else worker_list()
@@ -103,14 +108,15 @@ def queue_stats_get(
     stats = []
     for name, counts in zip(names, live, strict=True):
         listening = [w for w in workers if name in w.queues]
+        retrying = waiting[(name, JobStatus.RETRYING)]
         stats.append(
             QueueStats(
                 name=name,
                 length=counts.queued,
-                scheduled=counts.scheduled,
+                scheduled=max(counts.scheduled - retrying, 0),
                 started=counts.started,
                 deferred=counts.deferred,
-                retrying=waiting[(name, JobStatus.RETRYING)],
+                retrying=retrying,
                 dead=waiting[(name, JobStatus.DEAD)],
                 paused_since=paused.get(name),
                 workers_busy=sum(1 for w in listening if w.is_busy),

@@ -28,12 +28,13 @@ from ..models import (
     runtime_bucket,
 )
 from ..rq.forkguard import FORK_GUARD
-from ..statuses import ENDED, FAILURE_STATUSES, STATUS_RANK, JobStatus
+from ..statuses import ENDED, FAILURE_STATUSES, STATUS_RANK, WAITING, JobStatus
 
 _RECORD_FIELDS = [
     "queue", "func", "args_repr", "kwargs_repr", "status", "attempts", "max_attempts", "enqueued_at",
     "scheduled_for", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress",
     "progress_message", "origin", "parent_job_id", "timeout", "last_error", "last_fingerprint", "status_changed_at",
+    "reconciled_at", "status_reason",
 ]  # fmt: skip
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$', re.MULTILINE)
 
@@ -79,10 +80,15 @@ class _Batch:
         return self.metrics[(moment.replace(second=0, microsecond=0), record.queue, record.func)]
 
 
-def _order(event: dict[str, Any]) -> tuple[int, int, float]:
+def _reconciled(event: dict[str, Any]) -> bool:
+    return event.get(events.HOW) == events.RECONCILED
+
+
+def _order(event: dict[str, Any]) -> tuple[int, int, int, float]:
     if event["e"] in (events.PROGRESS, events.LOG):
-        return (int(event["a"]), 1, float(event["t"]))
-    return (int(event["a"]), STATUS_RANK[JobStatus(event["e"])], float(event["t"]))
+        return (int(event["a"]), 1, 0, float(event["t"]))
+    # An observed event goes before a reconciled one of the same attempt and rank: it stands.
+    return (int(event["a"]), STATUS_RANK[JobStatus(event["e"])], int(_reconciled(event)), float(event["t"]))
 
 
 def _describe(record: JobRecord, event: dict[str, Any]) -> None:
@@ -130,6 +136,18 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     rank = STATUS_RANK[status]
     current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
     moment = _dt(event["t"]) or datetime.now(UTC)
+    first_seen = record.status_changed_at is None
+    reconciled = _reconciled(event)
+    if reconciled and not first_seen:
+        if status == record.status and rank == WAITING:
+            # Still waiting as recorded; reconciliation only says why.
+            reason = event.get(events.REASON) or ""
+            if reason != record.status_reason:
+                record.status_reason = reason
+                batch.changed.add(record.job_id)
+            return
+        if (attempt, rank) <= current[:2]:
+            return  # what a worker observed (or an earlier pass read) stands
     is_failure = status in FAILURE_STATUSES
     if is_failure:
         failure_print = fingerprint(event.get("xt") or "", record.func, event.get("tb") or "")
@@ -145,13 +163,14 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
                 fingerprint=failure_print,
             )
         )
-    first_seen = record.status_changed_at is None
     if not first_seen and (attempt, rank, moment) <= (current[0], current[1], current[2]):
         return  # stale or repeated: statuses never move backwards within an attempt
     metric = batch.metric(event, record)
     if first_seen:
         metric.enqueued += 1
     record.status = status
+    record.reconciled_at = datetime.now(UTC) if reconciled else None
+    record.status_reason = event.get(events.REASON) or ""
     record.attempts = attempt if rank > 0 else max(record.attempts, attempt - 1)
     record.status_changed_at = moment
     if status == JobStatus.SCHEDULED:

@@ -16,9 +16,15 @@ from rq.utils import now
 
 from .. import events, redaction
 from ..conf import serializer as configured_serializer
-from ..redis import META_ATTEMPT, META_KEY, META_MAX_ATTEMPTS, META_ORIGIN, META_PARENT
+from ..conf import setting
+from ..redis import META_ATTEMPT, META_KEY, META_ORIGIN, META_PARENT
 from ..statuses import FROM_RQ_WAITING, JobStatus
 from .joblogs import captured_logs
+from .retry import has_rq_retry, max_attempts_of, retry_decision
+
+# What the record says of an attempt RQ's own cleanup found abandoned (its worker stopped
+# heartbeating and nobody failed the job sooner).
+ABANDONED = ("AbandonedJobError", "the job was abandoned by its worker (no heartbeat); found by RQ's cleanup")
 
 
 def epoch(moment: datetime | None) -> float | None:
@@ -33,6 +39,10 @@ class TrackedJob(Job):
     _jobsite_quiet = False
     _jobsite_next_at: datetime | None = None
     _jobsite_retry_delay: float | None = None
+    # Set by a jobsite worker while RQ handles a job that returned RQ's `Retry` object.
+    _jobsite_returned_retry = False
+    # Set when RQ's abandoned-job cleanup was turned into a retry (see set_status).
+    _jobsite_retried_instead = False
 
     def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
         # Producers, workers and services read payloads with the one configured serializer.
@@ -43,8 +53,11 @@ class TrackedJob(Job):
         """Attempts started so far (the running one included)."""
         return int(self.meta.get(META_ATTEMPT, 0))
 
-    def descriptor(self) -> dict[str, Any]:
-        """What a record needs to exist: queue, function, arguments (redacted) and origin."""
+    def descriptor(self, *, waiting: bool = False) -> dict[str, Any]:
+        """What a record needs to exist: queue, function, arguments (redacted) and origin.
+
+        ``waiting``: the job waits for its next attempt (its max attempts count that one).
+        """
         call = redaction.call_of(self)  # an undeserializable payload still gets its record
         described = {
             "q": self.origin,
@@ -54,7 +67,7 @@ class TrackedJob(Job):
             "key": self.meta.get(META_KEY),
             "origin": self.meta.get(META_ORIGIN),
             "parent": self.meta.get(META_PARENT),
-            "max": self.meta.get(META_MAX_ATTEMPTS),
+            "max": max_attempts_of(self, waiting=waiting),
             "enq": epoch(self.enqueued_at or self.created_at),
             "timeout": self.timeout,
         }
@@ -69,7 +82,7 @@ class TrackedJob(Job):
         """The event of this job waiting for its next attempt (queued, deferred, ...)."""
         next_at = epoch(self._jobsite_next_at) if status == JobStatus.SCHEDULED else None
         return events.waiting(
-            status, job_id=self.id, attempt=self.attempt + 1, descriptor=self.descriptor(), next_at=next_at
+            status, job_id=self.id, attempt=self.attempt + 1, descriptor=self.descriptor(waiting=True), next_at=next_at
         )
 
     def set_status(self, status: RQStatus, pipeline: Any = None) -> None:
@@ -81,18 +94,67 @@ class TrackedJob(Job):
         if name is not None:
             events.append(target, self.waiting_event(name))
         elif status == RQStatus.FAILED:
-            # Failed outside a jobsite worker (RQ's own abandoned-job cleanup).
-            self.report_failure(
-                target,
-                status=JobStatus.DEAD,
-                failure=("AbandonedJobError", "the job was abandoned by its worker", ""),
-                worker=self.worker_name or "",
-            )
+            if self._jobsite_returned_retry:
+                # RQ's own rule for a job that returned `Retry`: its retries are used up.
+                failure = ("RetriesExhausted", "the job returned Retry after its last retry", "")
+                self.report_failure(target, status=JobStatus.DEAD, failure=failure, worker=self.worker_name or "")
+            else:
+                self._abandoned(target)
+
+    def _abandoned(self, pipeline: Any) -> None:
+        """Failed outside a jobsite worker: RQ's abandoned-job cleanup (``StartedJobRegistry
+        .cleanup``) got to a job whose worker died before a jobsite watchdog did. The same
+        retry decision as every other failed attempt: retried while attempts are left.
+
+        RQ goes on to file the job as failed and release its dependents; a job retried here
+        skips both (``_handle_failure``, ``get_status``, ``send_webhooks``).
+        """
+        from .queue import TrackedQueue  # the queue module imports this one
+
+        decision = retry_decision(self)
+        self._jobsite_retry_delay = decision.delay
+        worker = self.worker_name or ""
+        self.report_failure(pipeline, status=decision.status, failure=(*ABANDONED, ABANDONED[1]), worker=worker)
+        if decision.status != JobStatus.RETRYING:
+            self.failure_ttl = max(self.failure_ttl or 0, setting("DEAD_JOB_TTL"))
+            return
+        queue = TrackedQueue(self.origin, connection=self.connection, job_class=type(self), serializer=self.serializer)
+        self.retries_left = decision.retries_left
+        self._jobsite_quiet = True
+        try:
+            self.retry(queue, pipeline)
+        finally:
+            self._jobsite_quiet = False
+        self._jobsite_retried_instead = True
+
+    def _handle_failure(self, exc_string: str, pipeline: Any, *args: Any, **kwargs: Any) -> None:
+        if self._jobsite_retried_instead:
+            return  # retried, not failed: not for the failed registry
+        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
+
+    def get_status(self, refresh: bool = True) -> RQStatus:
+        status = super().get_status(refresh)
+        if self._jobsite_retried_instead and not refresh:
+            # RQ's cleanup next releases the dependents of what it takes for a failed job,
+            # judging by this cached status (with its own Job class for them): a parent
+            # retried instead must hold them, as a stopped one does.
+            return RQStatus.STOPPED
+        return status
+
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+        if self._jobsite_retried_instead and status == RQStatus.FAILED:
+            return
+        super().send_webhooks(status, exc_string=exc_string)
 
     def prepare_for_execution(self, worker_name: str, pipeline: Any) -> None:
         super().prepare_for_execution(worker_name, pipeline)
         self.meta[META_ATTEMPT] = self.attempt + 1
         pipeline.hset(self.key, "meta", self.serializer.dumps(self.meta))
+        if self.retries_left is not None and not has_rq_retry(self):
+            # Left by jobsite's last retry: were this attempt abandoned, RQ's cleanup would
+            # retry it by that count and skip the retry decision (see set_status).
+            self.retries_left = None
+            pipeline.hdel(self.key, "retries_left")
         events.append(
             pipeline,
             events.started(

@@ -3,6 +3,7 @@ decision of what a failed attempt leads to."""
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -10,8 +11,13 @@ from typing import Any
 from rq.job import Job
 
 from ..conf import setting
-from ..redis import META_ATTEMPT, META_MAX_ATTEMPTS, META_RETRY
+from ..redis import META_ATTEMPT, META_MAX_ATTEMPTS, META_RETRY, META_RUN_BASE
 from ..statuses import JobStatus
+
+log = logging.getLogger(__name__)
+
+# PLAIN_RQ_RETRY values: RQ's own rule (no retry without `Retry`), or jobsite's policy.
+PLAIN_RQ, POLICY = "rq", "policy"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,70 @@ def policy_for(queue: str, override: dict[str, Any] | None = None) -> RetryPolic
     return RetryPolicy(**values)
 
 
+def _plain_rq_follows_policy(queue: str) -> bool:
+    """Does jobsite's policy cover a plain-RQ job without `Retry` on ``queue``?"""
+    choice = setting("PLAIN_RQ_RETRY")
+    if choice == POLICY:
+        return True
+    if isinstance(choice, (list, tuple, set, frozenset)):
+        return queue in choice
+    if choice != PLAIN_RQ:
+        # Reported by `manage.py check` (workers.E002); until fixed, the safe reading.
+        log.warning("JOBSITE['PLAIN_RQ_RETRY'] = %r is not 'rq', 'policy' or a list of queues; using 'rq'", choice)
+    return False
+
+
+def plain_rq_retry_error(choice: Any) -> str | None:
+    """What is wrong with a PLAIN_RQ_RETRY value, or None."""
+    if choice in (PLAIN_RQ, POLICY):
+        return None
+    if isinstance(choice, (list, tuple, set, frozenset)) and all(isinstance(q, str) for q in choice):
+        return None
+    return f"JOBSITE['PLAIN_RQ_RETRY'] is {choice!r}; use 'rq', 'policy' or a list of queue names"
+
+
+def _run_attempt(job: Job) -> tuple[int, int]:
+    """(attempt now running or last run, attempts made before this run began)."""
+    attempt = max(int(job.meta.get(META_ATTEMPT, 0)), 1)
+    base = int(job.meta.get(META_RUN_BASE, 0))
+    return attempt, min(base, attempt - 1)
+
+
+def has_rq_retry(job: Job) -> bool:
+    """The job carries RQ's own `Retry` (RQ sets its intervals with it, jobsite never does)."""
+    return META_MAX_ATTEMPTS not in job.meta and job.retry_intervals is not None
+
+
+def _policy(job: Job) -> tuple[RetryPolicy, int] | None:
+    """The jobsite policy that covers ``job`` and its attempts per run, or None (RQ's way)."""
+    if META_MAX_ATTEMPTS in job.meta:
+        policy = policy_for(job.origin, job.meta.get(META_RETRY))
+        return policy, int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
+    if has_rq_retry(job) or not _plain_rq_follows_policy(job.origin):
+        return None
+    policy = policy_for(job.origin)
+    return policy, policy.max_attempts
+
+
+def max_attempts_of(job: Job, *, waiting: bool = False) -> int:
+    """The attempt number at which ``job`` is dead-lettered if every attempt fails.
+
+    Attempts are counted over the job's whole life (a `Repeat` run continues the count),
+    so this is the attempts before the current run plus what the run may take.
+    ``waiting``: the job waits for its next attempt (none of this run's is running).
+    """
+    if META_MAX_ATTEMPTS in job.meta:  # the enqueue path: nothing else to read
+        attempt, base = int(job.meta.get(META_ATTEMPT, 0)), int(job.meta.get(META_RUN_BASE, 0))
+        return min(base, attempt) + int(job.meta[META_MAX_ATTEMPTS])
+    made = int(job.meta.get(META_ATTEMPT, 0))
+    if has_rq_retry(job):
+        # RQ's count: one run per retry left, after the attempts already made.
+        return made + (1 if waiting or made == 0 else 0) + max(job.retries_left or 0, 0)
+    base = min(int(job.meta.get(META_RUN_BASE, 0)), made)
+    covered = _policy(job)
+    return base + (covered[1] if covered else 1)
+
+
 @dataclass(frozen=True)
 class RetryDecision:
     """What a failed attempt leads to: another attempt after ``delay`` seconds, or the end."""
@@ -67,16 +137,31 @@ class RetryDecision:
 
 
 def retry_decision(job: Job, *, stopped: bool = False) -> RetryDecision:
-    """The one retry decision, for a worker that saw the attempt fail and for the watchdog
-    that found its worker dead: retry while attempts are left, unless an operator stopped it."""
-    policy = policy_for(job.origin, job.meta.get(META_RETRY))
-    max_attempts = int(job.meta.get(META_MAX_ATTEMPTS) or policy.max_attempts)
-    attempt = max(int(job.meta.get(META_ATTEMPT, 0)), 1)
+    """The one retry decision, for a worker that saw the attempt fail, for the watchdog
+    that found its worker dead and for RQ's own abandoned-job cleanup.
+
+    - a job enqueued through ``workers.enqueue`` (jobsite meta): its policy, counted per
+      run (a `Repeat` run is a new run, not another attempt);
+    - a job with RQ's own ``Retry``: exactly RQ's rule, its retries left and intervals;
+    - any other plain-RQ job: ``PLAIN_RQ_RETRY`` (default: no retry, as bare RQ);
+    - a job an operator stopped: stopped, never retried.
+    """
+    attempt, base = _run_attempt(job)
     if stopped:
-        return RetryDecision(JobStatus.STOPPED, attempt, max_attempts, None)
-    if attempt < max_attempts:
-        return RetryDecision(JobStatus.RETRYING, attempt, max_attempts, policy.delay(attempt))
-    return RetryDecision(JobStatus.DEAD, attempt, max_attempts, None)
+        return RetryDecision(JobStatus.STOPPED, attempt, max_attempts_of(job), None)
+    if has_rq_retry(job):
+        left = max(job.retries_left or 0, 0)
+        if left:
+            return RetryDecision(JobStatus.RETRYING, attempt, attempt + left, float(Job.get_retry_interval(job)))
+        return RetryDecision(JobStatus.DEAD, attempt, attempt, None)
+    covered = _policy(job)
+    if covered is None:
+        return RetryDecision(JobStatus.DEAD, attempt, attempt, None)
+    policy, per_run = covered
+    in_run = attempt - base
+    if in_run < per_run:
+        return RetryDecision(JobStatus.RETRYING, attempt, base + per_run, policy.delay(in_run))
+    return RetryDecision(JobStatus.DEAD, attempt, base + per_run, None)
 
 
 def is_final_attempt(job: Job) -> bool:

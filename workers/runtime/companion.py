@@ -1,4 +1,5 @@
-"""The thread a jobsite worker runs beside its jobs: liveness, recorder and watchdogs."""
+"""The thread a jobsite worker runs beside its jobs: liveness, recorder, watchdogs and
+reconciliation with RQ."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..recording.consumer import Recorder
 from ..redis import ALIVE_KEY, WORKERS_SET, new_connection
 from ..rq.forkguard import FORK_GUARD
 from .liveness import mark_alive
+from .reconcile import reconcile_due
 from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ class Companion:
         dead_scheduler_locks_release(self.connection)
         keys_watchdog(self.connection)  # Redis only: no guard needed
         self._next_watchdog = moment + setting("WATCHDOG_INTERVAL")
+        try:  # a pass that fails must not hold up the recorder this loop also runs
+            reconcile_due(self.connection, owner=self.worker_name)  # takes the fork guard itself
+        except Exception:
+            log.exception("jobsite companion of %s: reconciliation pass failed; will retry", self.worker_name)
 
     def _run(self) -> None:
         try:

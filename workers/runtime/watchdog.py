@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 
 from redis import Redis
+from rq.executions import Execution
 from rq.job import JobStatus as RQStatus
 from rq.job import NoSuchJobError
 from rq.job_lifecycle import record_job_failure
@@ -30,18 +31,22 @@ log = logging.getLogger(__name__)
 
 
 def abandoned_jobs_fail(connection: Redis) -> int:
-    """Fail every started job whose jobsite worker is dead; returns how many."""
+    """Fail every started job whose jobsite worker is dead (and put back the ones it had
+    taken but not started yet); returns how many."""
     known = jobsite_worker_names(connection)
     failed = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         registry = queue.started_job_registry
         for entry in connection.zrange(registry.key, 0, -1):
-            job_id, _execution = parse_composite_key(entry.decode())  # type: ignore[union-attr]
+            job_id, execution_id = parse_composite_key(entry.decode())  # type: ignore[union-attr]
             try:
                 job = TrackedJob.fetch(job_id, connection=connection)
                 assert isinstance(job, TrackedJob)
             except NoSuchJobError:
                 connection.zrem(registry.key, entry)  # type: ignore[arg-type]
+                continue
+            if job.get_status(refresh=False) == RQStatus.QUEUED:
+                failed += _unstarted_requeue(connection, queue, job, entry, execution_id, known)  # type: ignore[arg-type]
                 continue
             worker = job.worker_name or ""
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
@@ -54,6 +59,31 @@ def abandoned_jobs_fail(connection: Redis) -> int:
             _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
     return failed
+
+
+def _unstarted_requeue(
+    connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, execution_id: str, known: set[str]
+) -> int:
+    """A job in the started registry that never started: its worker registered the
+    execution, then died before its work horse began (a fork is slow). No attempt was
+    made: put it back in front of its queue. Neither the watchdog above (not started) nor
+    ``lost_jobs_requeue`` (not nowhere) would see it, and RQ's cleanup only drops the entry
+    once it expires, minutes later. Returns 1 if it was put back."""
+    try:
+        worker = Execution.fetch(execution_id, job.id, connection=connection).worker_name
+    except ValueError:  # the execution expired: RQ's cleanup drops the entry
+        return 0
+    if worker not in known or is_alive(connection, worker):
+        return 0
+    if not connection.set(WATCHDOG_ORPHAN_KEY.format(job.id, f"unstarted:{execution_id}"), 1, nx=True, ex=300):
+        return 0
+    log.warning("job %s: worker %s died before starting it; putting it back", job.id, worker)
+    with connection.pipeline() as pipe:
+        pipe.zrem(queue.started_job_registry.key, entry)
+        pipe.delete(Execution.from_composite_key(entry.decode(), connection).key)
+        pipe.execute()
+    queue.enqueue_job(job, at_front=True)  # as lost_jobs_requeue does (RQ watches here)
+    return 1
 
 
 def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, limit: int = 100) -> int:

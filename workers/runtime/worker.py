@@ -4,21 +4,27 @@ outcomes, RQ's scheduler as ``WorkerScheduler`` and a companion thread beside th
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from types import FrameType
 from typing import Any
 
 from django.db import close_old_connections, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq.callbacks import execute_failure_callback
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
+from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, Worker
 
 from .. import events, redaction
 from ..conf import setting
 from ..ordering.keys import key_job_ended
-from ..rq.failures import describe_failure
+from ..redis import META_ATTEMPT, META_RUN_BASE
+from ..rq.failures import STOPPED_MID_JOB, describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
 from ..rq.scheduler import WorkerScheduler
@@ -98,6 +104,10 @@ class TrackingMixin:
         # with surrogateescape) made that raise in the horse, losing the job's real error.
         # Redacted before RQ keeps it (the job's failure result) or anything reports it.
         exc_string = redaction.call_of(job).text(events.storable(exc_string))
+        if getattr(self, "_jobsite_cold_stop", None) and not exc_string.startswith(STOPPED_MID_JOB):
+            # A simple worker stopped cold: the SystemExit went through the job itself.
+            exc_string = f"{STOPPED_MID_JOB}: {self._jobsite_cold_stop}\n{exc_string}"
+            job._jobsite_exc_info = None  # type: ignore[attr-defined]
         decision = retry_decision(job, stopped=self._stopped_job_id == job.id)  # type: ignore[attr-defined]
         status = decision.status
         job.retries_left = decision.retries_left or None
@@ -128,7 +138,19 @@ class TrackingMixin:
                 worker=self.name,  # type: ignore[attr-defined]
             )
 
+    def handle_job_retry(self, job: Job, queue: Any, retry: Any, started_job_registry: Any, execution: Any) -> None:
+        # The job returned RQ's `Retry`: RQ's own rule, reported as such (TrackedJob.set_status).
+        job._jobsite_returned_retry = True  # type: ignore[attr-defined]
+        try:
+            super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
+        finally:
+            job._jobsite_returned_retry = False  # type: ignore[attr-defined]
+
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        if job.repeats_left:
+            # RQ's `Repeat` runs the job again: a new run, whose failures count afresh
+            # (RQ's Repeat.schedule saves the meta with the job).
+            job.meta[META_RUN_BASE] = int(job.meta.get(META_ATTEMPT, 0))
         self._jobsite_succeeding: Any = job
         try:
             super().handle_job_success(job, queue, started_job_registry, execution)  # type: ignore[misc]
@@ -173,6 +195,51 @@ class TrackingMixin:
             except (RedisConnectionError, RedisTimeoutError):
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    def prepare_execution(self, job: Job) -> Any:
+        self._jobsite_current: Job | None = job  # the job a cold stop would interrupt
+        return super().prepare_execution(job)  # type: ignore[misc]
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """A cold stop (a second SIGTERM/SIGINT): RQ kills the work horse and exits, leaving
+        the job `started` for a watchdog or RQ's cleanup to find much later, and judged by
+        whoever happened to be alive. End the attempt here instead, as interrupted, with the
+        retry decision, before the worker exits."""
+        horse = self.horse_pid  # type: ignore[attr-defined]
+        job = getattr(self, "_jobsite_current", None) if horse else None
+        execution = getattr(self, "execution", None)
+        try:
+            super().request_force_stop(signum, frame)  # type: ignore[misc]
+        except SystemExit:
+            reason = f"cold shutdown: {signal.Signals(signum).name} received twice"
+            self._jobsite_cold_stop = reason
+            if job is not None:
+                self._jobsite_interrupted(job, execution, reason)
+            raise
+
+    def _jobsite_interrupted(self, job: Job, execution: Any, reason: str) -> None:
+        """Fail the attempt a killed work horse was running, as bare RQ's cleanup would
+        (failure callback included), with jobsite's retry decision."""
+        signal.alarm(0)  # the horse monitor's alarm must not go off while this is written
+        queue = next((q for q in self.queues if q.name == job.origin), None)  # type: ignore[attr-defined]
+        if queue is None:
+            queue = self.queue_class(job.origin, connection=self.connection, job_class=self.job_class)  # type: ignore[attr-defined]
+        try:
+            execute_failure_callback(job, self.death_penalty_class, AbandonedJobError, AbandonedJobError(), None)  # type: ignore[attr-defined]
+        except Exception:
+            self.log.exception("failure callback of interrupted job %s raised", job.id)  # type: ignore[attr-defined]
+        try:
+            job.ended_at = job.ended_at or utcnow()
+            self.handle_job_failure(
+                job,
+                queue,
+                started_job_registry=queue.started_job_registry,
+                exc_string=f"{STOPPED_MID_JOB}: {reason}",
+                execution=execution,
+            )
+        except Exception:
+            # Redis is away: the job stays `started` for the watchdog, as before.
+            log.exception("could not record the interrupted attempt of job %s", job.id)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
         # A job is a unit of work like a request: no stale connection goes in or out.
