@@ -49,11 +49,13 @@ class TrackedJob(Job):
             func, args, kwargs = self.func_name, self.args, self.kwargs
         except Exception as exc:  # undeserializable payload: still record the job
             func, args, kwargs = f"<undeserializable: {type(exc).__name__}>", (), {}
+        args_repr, kwargs_repr = events.safe_repr(tuple(args)), events.safe_repr(dict(kwargs))
         described = {
             "q": self.origin,
             "f": events.bounded(str(func), 255),
-            "args": events.safe_repr(tuple(args)),
-            "kwargs": events.safe_repr(dict(kwargs)),
+            "args": args_repr,
+            "kwargs": kwargs_repr,
+            events.ARGS_JSON: events.json_arguments(args, kwargs, reprs=(args_repr, kwargs_repr)),
             "key": self.meta.get(META_KEY),
             "origin": self.meta.get(META_ORIGIN),
             "parent": self.meta.get(META_PARENT),
