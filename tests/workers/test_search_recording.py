@@ -90,7 +90,11 @@ _SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
     st.text(_TEXT, max_size=30),
 )  # fmt: skip
-_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(_TEXT, max_size=8), inner, max_size=4)), max_leaves=20)  # fmt: skip
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(_TEXT, max_size=8), inner)),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None)
