@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from workers.reads import jobs as job_reads
-from workers.reads import rollups
 from workers.services import jobs as job_services
 
 from ..access import operator_required, viewer_required
@@ -37,11 +36,12 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
         except ValueError as exc:  # a cursor that parses but points nowhere sensible
             errors.append(str(exc))
     else:
-        errors = form.error_messages()
+        errors = form.error_messages(search=False)
     return {
         "form": form,
         "page": page,
         "filter_errors": errors,
+        "search_error": form.search_error_parts(),
         "filter_query": form.query_string(),
         "is_first_page": not (form.is_valid() and form.cleaned_data.get("cursor")),
     }
@@ -96,7 +96,6 @@ def bulk_answer(
 @viewer_required
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
     context = job_list_context(request.GET)
-    context["functions"] = rollups.function_names()
     return render(request, partial_name(request, "dashboard/jobs.html", "job-table"), context)
 
 
