@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.factories import JobRecordFactory
 from workers.models import JobRecord, JobStatus
-from workers.reads.jobs import JobFilter, job_list, job_queryset, search_parse
+from workers.reads.jobs import JobFilter, Total, job_list, job_queryset, search_parse
 from workers.reads.search import SearchError
 
 pytestmark = pytest.mark.django_db
@@ -263,3 +263,18 @@ def test_searches_are_index_lookups_on_postgresql(jobs, text, index):
 def test_jobs_of_any_status_keep_their_records(jobs):
     # The searches above read; they never change a record.
     assert JobRecord.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "total, text",
+    [
+        (Total(0), "0"),
+        (Total(9_999), "9,999"),
+        (Total(10_001, exact=False), "more than 10,001"),
+        (Total(45_300, exact=False, estimated=True), "about 45 k"),
+        (Total(999_600, exact=False, estimated=True), "about 1.0 M"),
+        (Total(1_234_567, exact=False, estimated=True), "about 1.2 M"),
+    ],
+)
+def test_how_a_total_reads(total, text):
+    assert str(total) == text

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import NotSupportedError, connection, transaction
+from django.db import NotSupportedError, connection
 from django.db.models import BooleanField, F, Func, Lookup, Q, QuerySet
 
 from ..conf import setting
@@ -55,7 +55,7 @@ class Total:
             return f"{self.count:,}"
         if not self.estimated:
             return f"more than {self.count:,}"
-        if self.count >= 1_000_000:
+        if self.count >= 999_500:
             return f"about {self.count / 1_000_000:.1f} M"
         return f"about {self.count / 1000:.0f} k" if self.count >= 10_000 else f"about {self.count:,}"
 
@@ -312,21 +312,12 @@ def newest_first(qs: QuerySet[JobRecord], *, search: Search, total: Total | None
     return qs.order_by("-enqueued_at", "-pk")
 
 
-def job_total(qs: QuerySet[JobRecord], *, search: Search | None = None, limit: int | None = None) -> Total:
+def job_total(qs: QuerySet[JobRecord], *, limit: int | None = None) -> Total:
     """How many rows ``qs`` has: counted up to ``limit`` (EXACT_COUNT_LIMIT), above it the
     PostgreSQL planner's estimate. Never a COUNT(*) over the whole history."""
     limit = limit or setting("EXACT_COUNT_LIMIT")
     bounded = qs.order_by()[: limit + 1]
-    if connection.vendor == "postgresql" and search is not None and _guessed(search):
-        # Rows a guessed-at term matches are found through its index (a bitmap scan), not by
-        # reading the table until `limit` turn up: for a rare term that would be all of it.
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute("SET LOCAL enable_indexscan = off")
-            count = bounded.count()
-    else:
-        count = bounded.count()
+    count = bounded.count()
     if count <= limit:
         return Total(count)
     estimate = _planner_rows(qs) if connection.vendor == "postgresql" else 0
@@ -362,7 +353,7 @@ def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50, 
     """Newest first, keyset-paginated on (enqueued_at, id): stable while new jobs arrive.
     With ``count``, the page says how many jobs match the filter in all (``Total``)."""
     qs = job_queryset(filters=filters).filter(enqueued_at__isnull=False)
-    total = job_total(qs, search=filters.search) if count or _guessed(filters.search) else None
+    total = job_total(qs) if count or _guessed(filters.search) else None
     if cursor:
         stamp, pk = _decode_cursor(cursor)
         moment = datetime.fromtimestamp(stamp, tz=UTC)
@@ -390,7 +381,7 @@ def job_errors(*, job_id: str) -> list[JobError]:
 def job_ids_get(*, filters: JobFilter, limit: int) -> list[str]:
     """Job ids matching ``filters``, newest first, at most ``limit``: bulk actions act on these."""
     qs = job_queryset(filters=filters)
-    total = job_total(qs, search=filters.search) if _guessed(filters.search) else None
+    total = job_total(qs) if _guessed(filters.search) else None
     return list(newest_first(qs, search=filters.search, total=total).values_list("job_id", flat=True)[:limit])
 
 
