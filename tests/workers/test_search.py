@@ -278,3 +278,16 @@ def test_jobs_of_any_status_keep_their_records(jobs):
 )
 def test_how_a_total_reads(total, text):
     assert str(total) == text
+
+
+def test_a_common_word_above_the_bound_is_walked_newest_first(settings):
+    settings.JOBSITE = {**settings.JOBSITE, "EXACT_COUNT_LIMIT": 5}
+    base = datetime(2026, 12, 1, tzinfo=UTC)
+    for n in range(9):
+        JobRecordFactory(job_id=f"w{n}", args_repr="('common',)", enqueued_at=base + timedelta(minutes=n))
+    first = job_list(filters=JobFilter(search=search_parse("common")), limit=4)
+    assert [r.job_id for r in first.items] == ["w8", "w7", "w6", "w5"]
+    assert not first.total.exact and first.total.count >= 5
+    second = job_list(filters=JobFilter(search=search_parse("common")), cursor=first.next_cursor, limit=4)
+    assert [r.job_id for r in second.items] == ["w4", "w3", "w2", "w1"]
+    assert [r.job_id for r in job_list(filters=JobFilter(search=search_parse("common id:w0")), limit=4).items] == ["w0"]

@@ -353,14 +353,53 @@ def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50, 
     """Newest first, keyset-paginated on (enqueued_at, id): stable while new jobs arrive.
     With ``count``, the page says how many jobs match the filter in all (``Total``)."""
     qs = job_queryset(filters=filters).filter(enqueued_at__isnull=False)
-    total = job_total(qs) if count or _guessed(filters.search) else None
-    if cursor:
-        stamp, pk = _decode_cursor(cursor)
-        moment = datetime.fromtimestamp(stamp, tz=UTC)
+    after = _decode_cursor(cursor) if cursor else None
+    total = None
+    if _guessed(filters.search):
+        few = _few_newest(qs, after=after, limit=limit)
+        if isinstance(few, Page):
+            return few if count else Page(items=few.items, next_cursor=few.next_cursor)
+        total = few
+    if total is None and count:
+        total = job_total(qs)
+    if after:
+        moment, pk = datetime.fromtimestamp(after[0], tz=UTC), after[1]
         qs = qs.filter(Q(enqueued_at__lt=moment) | Q(enqueued_at=moment, pk__lt=pk))
     rows = list(newest_first(qs, search=filters.search, total=total)[: limit + 1])
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=next_cursor, total=total if count else None)
+
+
+def _few_newest(qs: QuerySet[JobRecord], *, after: tuple[float, int] | None, limit: int) -> Page | Total:
+    """A page and its exact total in one query, when a search the planner has to guess at
+    matches at most EXACT_COUNT_LIMIT jobs: those are found through the search's own
+    indexes, counted and sorted (by id and time only; then the page's rows are read),
+    instead of walking the history newest first looking for them. When more match, their
+    Total (an estimate): the caller walks."""
+    bound = setting("EXACT_COUNT_LIMIT")
+    matches, params = qs.order_by().values("id", "enqueued_at")[: bound + 1].query.sql_with_params()
+    where, where_params = "", []
+    if after:
+        moment = datetime.fromtimestamp(after[0], tz=UTC)
+        where = "WHERE w.enqueued_at < %s OR (w.enqueued_at = %s AND w.id < %s)"
+        where_params = [moment, moment, after[1]]
+    table = JobRecord._meta.db_table
+    # The matches' ids and times are counted and sorted; only the page's rows are read whole.
+    sql = (
+        f"SELECT j.*, c.jobsite_total FROM (SELECT w.id, w.enqueued_at, w.jobsite_total FROM"
+        f" (SELECT m.id, m.enqueued_at, COUNT(*) OVER () AS jobsite_total FROM ({matches}) m) w {where}"
+        f" ORDER BY w.enqueued_at DESC, w.id DESC LIMIT %s) c JOIN {table} j ON j.id = c.id"
+        " ORDER BY c.enqueued_at DESC, c.id DESC"
+    )
+    rows = list(JobRecord.objects.raw(sql, [*params, *where_params, limit + 1]))
+    if not rows:
+        return Page(items=[], next_cursor=None, total=Total(0)) if after is None else job_total(qs)
+    total = int(getattr(rows[0], "jobsite_total"))  # noqa: B009  (a column of the raw query)
+    if total > bound:
+        estimate = _planner_rows(qs) if connection.vendor == "postgresql" else 0
+        return Total(estimate, exact=False, estimated=True) if estimate > bound else Total(bound, exact=False)
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return Page(items=rows[:limit], next_cursor=next_cursor, total=Total(total))
 
 
 def job_id_is_valid(job_id: object) -> bool:
