@@ -185,9 +185,18 @@ _RECORD_COLUMNS = (
     "origin", "parent_job_id", "last_error", "last_fingerprint", "status_changed_at", "created_at", "updated_at",
 )  # fmt: skip
 _ERROR_COLUMNS = ("job_id", "attempt", "exc_type", "message", "traceback", "worker", "failed_at", "fingerprint")
-_TRACEBACK = (
-    'Traceback (most recent call last):\\n  File "shop/jobs.py", line 12, in charge\\nValueError: card declined'
+# The failures dead letters end with, in turn: what a search for an error word narrows.
+COPY_FAILURES = (
+    ("builtins.ValueError", "card declined"),
+    ("builtins.ConnectionError", "connection refused by smtp.example.com:587"),
+    ("builtins.TimeoutError", "payment gateway did not answer within 30 s"),
+    ("builtins.KeyError", "'customer_email'"),
 )
+
+
+def _copy_traceback(exc_type: str, message: str) -> str:
+    name = exc_type.rsplit(".", 1)[1]
+    return f'Traceback (most recent call last):\\n  File "shop/jobs.py", line 12, in charge\\n{name}: {message}'
 
 
 def copy_job_id(g: int) -> str:
@@ -206,7 +215,11 @@ def _stamp(moment: datetime) -> str:
 def _record_lines(first: int, last: int, now: datetime) -> Iterator[tuple[str, list[str]]]:
     """COPY text lines of records ``first``..``last`` (1 = newest, 2.5 s apart) and of the
     failed attempts of the dead ones. Only characters COPY needs no escape for, but ``\\n``."""
-    fingerprints = {f: hashlib.md5(f.encode()).hexdigest()[:16] for f in COPY_FUNCS}
+    fingerprints = {
+        (f, kind): hashlib.md5(f"{f}|{kind}".encode()).hexdigest()[:16]
+        for f in COPY_FUNCS
+        for kind in range(len(COPY_FAILURES))
+    }
     for g in range(first, last + 1):
         enqueued = now - timedelta(seconds=2.5 * g)
         started, ended = enqueued + timedelta(seconds=1), enqueued + timedelta(seconds=2)
@@ -221,18 +234,20 @@ def _record_lines(first: int, last: int, now: datetime) -> Iterator[tuple[str, l
             separators=(",", ":"),
         )
         e, s_, t = _stamp(enqueued), _stamp(started), _stamp(ended)
-        fp = fingerprints[func] if dead else ""
+        kind = (g // DEAD_EVERY) % len(COPY_FAILURES)
+        exc_type, message = COPY_FAILURES[kind]
+        fp = fingerprints[(func, kind)] if dead else ""
         line = "\t".join((
             str(g), copy_job_id(g), queue, func, args_repr, kwargs_repr, args_json.replace("\\", "\\\\"),
             "dead" if dead else "finished", "3" if dead else "1", "3", e, s_, t, "1.0", f"bench-worker-{g % 4}",
-            "" if dead else "None", "", "", "event", "", "builtins.ValueError: card declined" if dead else "", fp,
+            "" if dead else "None", "", "", "event", "", f"{exc_type}: {message}" if dead else "", fp,
             t, e, e,
         ))  # fmt: skip
         errors = []
         if dead:
             for attempt in (1, 2, 3):
                 errors.append("\t".join((
-                    str(g), str(attempt), "builtins.ValueError", "card declined", _TRACEBACK, "bench-worker", t, fp,
+                    str(g), str(attempt), exc_type, message, _copy_traceback(exc_type, message), "bench-worker", t, fp,
                 )))  # fmt: skip
         yield line, errors
 
