@@ -44,13 +44,13 @@ def test_an_operator_searches_and_fixes_a_mistake(page):
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#job-total")).to_have_text("2 matching")
 
-    page.fill('input[type=search][name=q]', "args.order_id:42 ab")
-    page.press('input[type=search][name=q]', "Enter")
+    page.fill("input[type=search][name=q]", "args.order_id:42 ab")
+    page.press("input[type=search][name=q]", "Enter")
     expect(page.locator(".search-error mark")).to_have_text("ab")
     expect(page.locator(".search-error")).to_contain_text("search words need 3+ characters")
 
-    page.fill('input[type=search][name=q]', "args.order_id:42 status:dead")
-    page.press('input[type=search][name=q]', "Enter")
+    page.fill("input[type=search][name=q]", "args.order_id:42 status:dead")
+    page.press("input[type=search][name=q]", "Enter")
     expect(page.locator("#job-total")).to_have_text("1 matching")
     expect(page.locator("tr[data-job-id]")).to_have_count(1)
     expect(page.locator('tr[data-job-id="order-42"]')).to_be_visible()
@@ -58,5 +58,5 @@ def test_an_operator_searches_and_fixes_a_mistake(page):
     assert parse_qs(urlparse(page.url).query)["q"] == ["args.order_id:42 status:dead"]  # a link to share
 
     page.reload()  # the URL alone brings the search back
-    expect(page.locator('input[type=search][name=q]')).to_have_value("args.order_id:42 status:dead")
+    expect(page.locator("input[type=search][name=q]")).to_have_value("args.order_id:42 status:dead")
     expect(page.locator("tr[data-job-id]")).to_have_count(1)
