@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from ..conf import queue_names
 from ..models import JobError, JobLogLine, JobMetric, JobRecord
-from ..reads.jobs import Total, job_total, newest_first, search_parse, search_q
+from ..reads.jobs import Total, job_total, newest_first, search_parse
 from ..reads.search import SearchError
+from ..reads.search_sql import search_q
 from ..services.jobs import dead_letter_discard_many, job_retry_many
 from . import schedules  # noqa: F401  (registers the Schedule admin)
 
