@@ -31,7 +31,7 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
     if form.is_valid():
         try:
             page = job_reads.job_list(
-                filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE
+                filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE, count=True
             )
         except ValueError as exc:  # a cursor that parses but points nowhere sensible
             errors.append(str(exc))

@@ -176,10 +176,10 @@ def test_totals_are_exact_up_to_the_bound_then_an_estimate(settings):
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE workers_jobrecord")
 
-    few = job_list(filters=JobFilter(search=search_parse("needle1 -t01 -t03")), limit=2)
+    few = job_list(filters=JobFilter(search=search_parse("needle1 -t01 -t03")), limit=2, count=True)
     assert (few.total.count, few.total.exact, str(few.total)) == (4, True, "4")
     assert [r.job_id for r in few.items] == ["t11", "t09"]
-    many = job_list(filters=JobFilter(), limit=2)
+    many = job_list(filters=JobFilter(), limit=2, count=True)
     assert not many.total.exact
     if connection.vendor == "postgresql":
         assert many.total.estimated and str(many.total) == "about 12"  # the planner knows the table
@@ -191,16 +191,16 @@ def test_a_page_of_a_rare_search_keeps_its_order_and_cursor():
     base = datetime(2026, 12, 1, tzinfo=UTC)
     for n in range(7):
         JobRecordFactory(job_id=f"r{n}", args_repr="('rare',)" if n % 2 else "()", enqueued_at=base + timedelta(n))
-    first = job_list(filters=JobFilter(search=search_parse("rare")), limit=2)
+    first = job_list(filters=JobFilter(search=search_parse("rare")), limit=2, count=True)
     assert [r.job_id for r in first.items] == ["r5", "r3"] and first.total.exact
-    second = job_list(filters=JobFilter(search=search_parse("rare")), cursor=first.next_cursor, limit=2)
+    second = job_list(filters=JobFilter(search=search_parse("rare")), cursor=first.next_cursor, limit=2, count=True)
     assert [r.job_id for r in second.items] == ["r1"] and second.next_cursor is None
 
 
 def test_totals_never_count_the_whole_table():
     JobRecordFactory.create_batch(3)
     with CaptureQueriesContext(connection) as queries:
-        job_list(filters=JobFilter(search=search_parse("status:finished")))
+        job_list(filters=JobFilter(search=search_parse("status:finished")), count=True)
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts)
 
@@ -229,7 +229,7 @@ def test_any_search_runs_on_the_database(jobs, pieces):
         search = search_parse(text)
     except SearchError:
         return
-    page = job_list(filters=JobFilter(search=search), limit=5)
+    page = job_list(filters=JobFilter(search=search), limit=5, count=True)
     assert page.total is not None and page.total.count >= len(page.items)
 
 
@@ -285,9 +285,11 @@ def test_a_common_word_above_the_bound_is_walked_newest_first(settings):
     base = datetime(2026, 12, 1, tzinfo=UTC)
     for n in range(9):
         JobRecordFactory(job_id=f"w{n}", args_repr="('common',)", enqueued_at=base + timedelta(minutes=n))
-    first = job_list(filters=JobFilter(search=search_parse("common")), limit=4)
+    first = job_list(filters=JobFilter(search=search_parse("common")), limit=4, count=True)
     assert [r.job_id for r in first.items] == ["w8", "w7", "w6", "w5"]
     assert not first.total.exact and first.total.count >= 5
-    second = job_list(filters=JobFilter(search=search_parse("common")), cursor=first.next_cursor, limit=4)
+    second = job_list(filters=JobFilter(search=search_parse("common")), cursor=first.next_cursor, limit=4, count=True)
     assert [r.job_id for r in second.items] == ["w4", "w3", "w2", "w1"]
-    assert [r.job_id for r in job_list(filters=JobFilter(search=search_parse("common id:w0")), limit=4).items] == ["w0"]
+    assert [
+        r.job_id for r in job_list(filters=JobFilter(search=search_parse("common id:w0")), limit=4, count=True).items
+    ] == ["w0"]

@@ -131,7 +131,7 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
         raise ValueError(f"malformed page cursor {cursor[:40]!r}") from exc
 
 
-def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50, count: bool = True) -> Page:
+def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50, count: bool = False) -> Page:
     """Newest first, keyset-paginated on (enqueued_at, id): stable while new jobs arrive.
     With ``count``, the page says how many jobs match the filter in all (``Total``)."""
     qs = job_queryset(filters=filters).filter(enqueued_at__isnull=False)
