@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JOBSITE_RUN_DIR ?= .run
 export JOBSITE_RUN_DIR
 
-.PHONY: install run test bench lint clean FORCE
+.PHONY: install run test bench bench-scale lint clean FORCE
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: install
 ## bench: side-by-side benchmarks; prints a table, writes bench/results.json
 bench: install
 	./scripts/bench.sh
+
+## bench-scale: pages and searches with 10M records (COPY, ~20 min); adds to bench/results.json
+bench-scale: install
+	BENCH_RECORDS=$${BENCH_RECORDS:-10000000} ./scripts/bench.sh --merge pages
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,11 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
-``python -m bench.run [enqueue enqueue_wait throughput ordering pageviews pages]`` (default:
-all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at a redis-server of
-its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh PostgreSQL
-database, both emptied freely here.
+``python -m bench.run [--merge] [enqueue enqueue_wait throughput ordering pageviews apply
+pages]`` (default: all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at
+a redis-server of its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh
+PostgreSQL database, both emptied freely here. With ``--merge`` the results replace those
+of the same name in bench/results.json and the others stay (`make bench-scale` adds its
+10M figures so).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ ITEMS = {
     "throughput": ("throughput", ">= 0.90"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE", ">= 20"),
-    "pages": ("dashboard server time 1M/10k", "<= 1.5"),
+    "apply": ("recorder apply rate with/without search indexes", ">= 0.90"),
+    "pages": ("server time of pages and searches N/10k", "<= 1.5"),
 }
+MODULES = {"apply": "apply_rate"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -44,7 +48,7 @@ def _run_item(name: str, connection: Redis) -> list[Result]:
     started = time.monotonic()
     log(f"== {name}")
     try:
-        results = importlib.import_module(f"bench.{name}").run(connection)
+        results = importlib.import_module(f"bench.{MODULES.get(name, name)}").run(connection)
     except Exception as exc:
         traceback.print_exc()
         results = [Result(name=label, ratio=None, target=target, note=f"error: {type(exc).__name__}: {exc}")]
@@ -68,7 +72,8 @@ def table(results: list[Result]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(ITEMS)
+    merge = "--merge" in argv
+    names = [a for a in argv if a != "--merge"] or list(ITEMS)
     unknown = [n for n in names if n not in ITEMS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ITEMS)}", file=sys.stderr)
@@ -82,7 +87,13 @@ def main(argv: list[str]) -> int:
     results: list[Result] = []
     for name in names:
         results.extend(_run_item(name, connection))
-    RESULTS.write_text(json.dumps([r.as_json() for r in results], indent=2) + "\n")
+    measured = time.strftime("%Y-%m-%d %H:%M")
+    written = [{**r.as_json(), "measured": measured} for r in results]
+    if merge and RESULTS.exists():
+        names_now = {r["name"] for r in written}
+        kept = [r for r in json.loads(RESULTS.read_text()) if r.get("name") not in names_now]
+        written = kept + written
+    RESULTS.write_text(json.dumps(written, indent=2) + "\n")
     print()
     print(table(results))
     print(f"\n{len(results)} results in {time.monotonic() - started:.0f} s; written to {RESULTS}")

@@ -28,9 +28,9 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
-from workers import events
 from workers.models import JobRecord, JobStatus
 from workers.recording.consumer import drain
+from workers.redis import STREAM_GROUP, STREAM_KEY
 from workers.rq.job import TrackedJob
 from workers.runtime.worker import TrackingMixin, TrackingSimpleWorker, TrackingWorker
 
@@ -57,7 +57,7 @@ def _round(connection: Redis, worker_class: type[Worker], count: int, recorder: 
     connection.flushdb()
     # The flush took the recorders' consumer group with it; a running record_events
     # would not make it again.
-    connection.xgroup_create(events.STREAM_KEY, events.GROUP, id="0", mkstream=True)
+    connection.xgroup_create(STREAM_KEY, STREAM_GROUP, id="0", mkstream=True)
     job_class = Job if recorder is None else TrackedJob
     queue = Queue(QUEUE, connection=connection, job_class=job_class)
     ids = [job.id for job in queue.enqueue_many([Queue.prepare_data("bench.jobs.noop") for _ in range(count)])]

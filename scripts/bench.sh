@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: side-by-side benchmarks on a redis-server of their own and a PostgreSQL
-# database of their own (jobsite_bench on 127.0.0.1:5432, dropped and created afresh).
+# database of their own (jobsite_bench on 127.0.0.1:5432, or $JOBSITE_BENCH_DB, dropped and
+# created afresh).
 # Prints one table of ratios and writes bench/results.json. Arguments pick benchmarks:
 #   ./scripts/bench.sh enqueue throughput
 set -euo pipefail
@@ -9,7 +10,7 @@ PY=.venv/bin/python
 ./scripts/system-packages.sh
 
 PG_URL="${JOBSITE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
-DB_NAME=jobsite_bench
+DB_NAME="${JOBSITE_BENCH_DB:-jobsite_bench}"
 $PY - "$PG_URL" "$DB_NAME" <<'PYEOF'
 import sys, psycopg
 url, name = sys.argv[1], sys.argv[2]

@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     # function the recorder keeps beside them stays, so /metrics totals never go down.
     "METRIC_RETENTION_DAYS": 30,
     "PRUNE_BATCH": 5000,
+    # Job lists count what matches exactly up to this many; above it they show the
+    # database's estimate ("about 1.2 M"): no COUNT(*) over a long history per page view.
+    "EXACT_COUNT_LIMIT": 10_000,
     # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one,
     # only requests from this machine (loopback) are answered.
     "METRICS_TOKEN": "",

@@ -27,9 +27,12 @@ KINDS = frozenset({*JobStatus.values, PROGRESS, LOG})
 # The fields every event has.
 KIND, JOB_ID, ATTEMPT, TIME = "e", "id", "a", "t"
 # What a job's descriptor (``TrackedJob.descriptor()``) may carry: queue, function,
-# arguments, ordering key, origin, parent job, max attempts, enqueue time, timeout.
-DESCRIPTOR_FIELDS = ("q", "f", "args", "kwargs", "key", "origin", "parent", "max", "enq", "timeout")
+# arguments (reprs, and JSON when they round-trip), ordering key, origin, parent job, max
+# attempts, enqueue time, timeout.
+DESCRIPTOR_FIELDS = ("q", "f", "args", "kwargs", "key", "origin", "parent", "max", "enq", "timeout", "json")
 QUEUE, FUNC = "q", "f"
+# The arguments as JSON, beside their reprs, when they round-trip (``json_arguments``).
+ARGS_JSON = "json"
 # How the event's facts were learnt: absent when a jobsite worker or producer observed the
 # transition, RECONCILED when a reconciliation pass read them from RQ's registries later.
 HOW, RECONCILED = "how", "reconciled"
@@ -84,6 +87,89 @@ def safe_repr(value: Any, limit: int | None = None, clean: Callable[[str], str] 
     except Exception as exc:  # a user's __repr__ may raise anything
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
     return bounded(clean(text) if clean is not None else text, limit)
+
+
+def _jsonable(value: Any, depth: int = 0) -> bool:
+    """``value`` comes back from JSON as it went in, and both databases store it as it is."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or _utf8(value))  # PostgreSQL refuses \u0000
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return -(2**63) <= value < 2**63  # SQLite's JSON keeps 64-bit integers
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= 20:
+        return False
+    if kind is list:
+        return all(_jsonable(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _jsonable(k) and _jsonable(v, depth + 1) for k, v in value.items())
+    return False  # tuples, sets, dates, objects: not what JSON gives back
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_cut(text: str) -> bool:
+    """Was ``text`` shortened by ``bounded``?"""
+    return text.endswith(" more characters]") and "… [" in text
+
+
+def json_arguments(
+    args: Any, kwargs: Any, *, reprs: tuple[str, str] = ("", ""), clean: Callable[[str], str] | None = None
+) -> dict[str, Any] | None:
+    """``{"args": [...], "kwargs": {...}}`` when the arguments round-trip through JSON, fit in
+    REPR_LIMIT characters and their ``reprs`` were not cut (searches narrow by the reprs'
+    index first); else None. Build it from the same (redacted) values as the reprs, with
+    ``clean`` (the call's text redaction) applied to every string in it, as to the reprs."""
+    if (not args and not kwargs) or any(is_cut(text) for text in reprs):
+        return None
+    value = {"args": list(args), "kwargs": dict(kwargs)}
+    if not _jsonable(value):
+        return None
+    if clean is not None:
+        value = _strings_cleaned(value, clean)
+    # JSON of such values is at most 1.5 times their repr (an escape \u0007 against \x07):
+    # short reprs need no trial encoding (this runs on every enqueue).
+    limit = setting("REPR_LIMIT")
+    if reprs[0] and reprs[1] and (len(reprs[0]) + len(reprs[1])) * 1.5 + 32 <= limit:
+        return value
+    return value if json_size(value) <= limit else None
+
+
+def _strings_cleaned(value: Any, clean: Callable[[str], str]) -> Any:
+    """``value`` (JSON-able) with ``clean`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_strings_cleaned(item, clean) for item in value]
+    if isinstance(value, dict):
+        return {clean(key): _strings_cleaned(item, clean) for key, item in value.items()}
+    return value
+
+
+def json_size(value: Any) -> int:
+    """Characters of ``value`` as compact JSON text: what REPR_LIMIT bounds."""
+    return len(_SIZE_ENCODER.encode(value))
+
+
+def valid_json_arguments(value: Any) -> bool:
+    """What a recorder may store and index: the shape ``json_arguments`` builds, bounded."""
+    return (
+        type(value) is dict
+        and value.keys() == {"args", "kwargs"}
+        and type(value["args"]) is list
+        and type(value["kwargs"]) is dict
+        and _jsonable(value)
+        and json_size(value) <= setting("REPR_LIMIT")
+    )
 
 
 # --- builders ----------------------------------------------------------------------------
@@ -161,6 +247,7 @@ def lua_queued_event(*, job_id: str, attempt: str, moment: str, queue: str) -> s
 # One encoder for every event: json.dumps() with options builds a new one per call, which
 # showed in the enqueue latency (bench/enqueue.py).
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def encode(event: dict[str, Any]) -> dict[str, str]:

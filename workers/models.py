@@ -22,6 +22,9 @@ class JobRecord(models.Model):
     func = models.CharField(max_length=255, db_index=True)
     args_repr = models.TextField(blank=True, default="")
     kwargs_repr = models.TextField(blank=True, default="")
+    # {"args": [...], "kwargs": {...}} when the arguments round-trip through JSON and fit in
+    # REPR_LIMIT (and were redacted like the reprs): `args.order_id:42` searches look here.
+    args_json = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     # Set when an operator discards a dead letter: the record and its errors stay.
     discarded_at = models.DateTimeField(null=True, blank=True)

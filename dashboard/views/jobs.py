@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from workers.reads import jobs as job_reads
-from workers.reads import rollups
 from workers.services import jobs as job_services
 from workers.services.audit import Actor
 
@@ -33,18 +32,19 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
     if form.is_valid():
         try:
             page = job_reads.job_list(
-                filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE
+                filters=form.to_filter(), cursor=form.cleaned_data.get("cursor") or None, limit=PAGE_SIZE, count=True
             )
         except ValueError as exc:  # a cursor that parses but points nowhere sensible
             errors.append(str(exc))
         # What "all matching" would act on, said before it is chosen (and confirmed).
         match_count = job_reads.job_count_capped(filters=form.to_filter(), cap=job_services.BULK_LIMIT + 1)
     else:
-        errors = form.error_messages()
+        errors = form.error_messages(search=False)
     return {
         "form": form,
         "page": page,
         "filter_errors": errors,
+        "search_error": form.search_error_parts(),
         "filter_query": form.query_string(),
         "is_first_page": not (form.is_valid() and form.cleaned_data.get("cursor")),
         "match_count": match_count,
@@ -103,7 +103,6 @@ def bulk_answer(
 @viewer_required
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
     context = job_list_context(request.GET)
-    context["functions"] = rollups.function_names()
     return render(request, partial_name(request, "dashboard/jobs.html", "job-table"), context)
 
 

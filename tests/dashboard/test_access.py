@@ -109,8 +109,8 @@ BUTTONS = {
     "/dashboard/schedules/": {"Pause", "Run now"},
     "/dashboard/examples/": {"Send a campaign now", "Start an ETL run now", "Rerun the whole run", "Rerun"},
 }
-# Buttons that do not act: the header's live toggle and the list filters (GET forms).
-HARMLESS = {"Pause live updates", "Filter"}
+# Buttons that do not act: the header's live toggle and the list filters and searches (GET forms).
+HARMLESS = {"Pause live updates", "Filter", "Search"}
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_every_attempt_shows_its_traceback(staff_client, start_worker):
 
 @pytest.mark.django_db(transaction=True)
 def test_live_panel_polls_while_running_and_answers_286_once_ended(htmx_client, start_worker):
-    job = enqueue("tests.jobfuncs.slow_steps", 4, 0.6)
+    job = enqueue("tests.jobfuncs.slow_steps", 8, 0.6)  # long enough to be seen running on a busy machine
     start_worker()
     running = wait_for(
         lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.STARTED, progress__gte=25).first(), timeout=30

@@ -88,7 +88,8 @@ def test_discarding_everything_matching_keeps_the_filter_and_the_count(alice):
     )
 
     bulk = AuditEntry.objects.get(parent__isnull=True)
-    assert bulk.filters == {"status": "dead", "queue": "low", "fingerprint": "aaaa"}
+    # The legacy field is kept as the search term it stands for (the language of the list pages).
+    assert bulk.filters == {"status": "dead", "q": "queue:low", "fingerprint": "aaaa"}
     assert (bulk.action, bulk.count, bulk.outcome, bulk.actor) == ("bulk.discard", 3, "ok", "alice")
     assert sorted(_entries(parent=bulk), key=lambda e: e.target_id)[0].target_id == "grp-0"
 

@@ -1,17 +1,27 @@
-"""Reads of job records: filtered lists (keyset-paginated), one job, its errors, log lines
-and timeline."""
+"""Reads of job records: filtered lists (keyset-paginated, searched with ``reads.search``)
+with their totals, one job, its errors, log lines and timeline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import F, Q, QuerySet
 
-from ..models import AuditAction, AuditEntry, AuditOutcome, JobError, JobLogLine, JobRecord
+from ..conf import setting
+from ..models import AuditAction, AuditEntry, AuditOutcome, JobError, JobLogLine, JobOrigin, JobRecord
 from ..redis import connection as redis_connection
 from ..rq.job import TrackedJob
 from ..statuses import ENDED_STATUSES, FROM_RQ_ENDED, WAITING_STATUSES, JobStatus
+from .search import Search, parse
+from .search_sql import Unindexed, guessed, search_q
+
+
+def search_parse(text: str) -> Search:
+    """Parse a search of job records (``reads.search``); raises ``SearchError``."""
+    return parse(text, choices={"status": JobStatus.values, "origin": JobOrigin.values})
 
 
 @dataclass(frozen=True)
@@ -19,11 +29,11 @@ class JobFilter:
     status: str = ""
     queue: str = ""
     func: str = ""
-    q: str = ""
     since: datetime | None = None
     until: datetime | None = None
     # A dead-letter failure group: the fingerprint of the job's last failed attempt.
     fingerprint: str = ""
+    search: Search = field(default_factory=Search)
 
     def __post_init__(self) -> None:
         if self.status and self.status not in JobStatus.values:
@@ -31,9 +41,28 @@ class JobFilter:
 
 
 @dataclass(frozen=True)
+class Total:
+    """How many jobs match: exact up to EXACT_COUNT_LIMIT, else the planner's estimate."""
+
+    count: int
+    exact: bool = True
+    estimated: bool = False  # False and not exact: "more than <count>" (no estimate at hand)
+
+    def __str__(self) -> str:
+        if self.exact:
+            return f"{self.count:,}"
+        if not self.estimated:
+            return f"more than {self.count:,}"
+        if self.count >= 999_500:
+            return f"about {self.count / 1_000_000:.1f} M"
+        return f"about {self.count / 1000:.0f} k" if self.count >= 10_000 else f"about {self.count:,}"
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[JobRecord]
     next_cursor: str | None
+    total: Total | None = None
 
 
 def job_queryset(*, filters: JobFilter) -> QuerySet[JobRecord]:
@@ -52,14 +81,41 @@ def job_queryset(*, filters: JobFilter) -> QuerySet[JobRecord]:
         qs = qs.filter(enqueued_at__lt=filters.until)
     if filters.fingerprint:
         qs = qs.filter(last_fingerprint=filters.fingerprint)
-    if filters.q:
-        qs = qs.filter(
-            Q(job_id=filters.q)
-            | Q(args_repr__icontains=filters.q)
-            | Q(kwargs_repr__icontains=filters.q)
-            | Q(last_error__icontains=filters.q)
-        )
+    if filters.search:
+        qs = qs.filter(search_q(filters.search))
     return qs
+
+
+def newest_first(qs: QuerySet[JobRecord], *, search: Search, total: Total | None) -> QuerySet[JobRecord]:
+    """``qs`` newest first. When a search the planner has to guess at matches few rows (the
+    exact total says so), sort those rows rather than walk the history looking for them."""
+    if total is not None and total.exact and guessed(search):
+        return qs.order_by(Unindexed(F("enqueued_at")).desc(), "-pk")
+    return qs.order_by("-enqueued_at", "-pk")
+
+
+def job_total(qs: QuerySet[JobRecord], *, limit: int | None = None) -> Total:
+    """How many rows ``qs`` has: counted up to ``limit`` (EXACT_COUNT_LIMIT), above it the
+    PostgreSQL planner's estimate. Never a COUNT(*) over the whole history."""
+    limit = limit or setting("EXACT_COUNT_LIMIT")
+    bounded = qs.order_by()[: limit + 1]
+    count = bounded.count()
+    if count <= limit:
+        return Total(count)
+    estimate = _planner_rows(qs) if connection.vendor == "postgresql" else 0
+    if estimate > limit:
+        return Total(estimate, exact=False, estimated=True)
+    return Total(limit, exact=False)
+
+
+def _planner_rows(qs: QuerySet[JobRecord]) -> int:
+    sql, params = qs.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _encode_cursor(record: JobRecord) -> str:
@@ -75,16 +131,57 @@ def _decode_cursor(cursor: str) -> tuple[float, int]:
         raise ValueError(f"malformed page cursor {cursor[:40]!r}") from exc
 
 
-def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50) -> Page:
-    """Newest first, keyset-paginated on (enqueued_at, id): stable while new jobs arrive."""
+def job_list(*, filters: JobFilter, cursor: str | None = None, limit: int = 50, count: bool = False) -> Page:
+    """Newest first, keyset-paginated on (enqueued_at, id): stable while new jobs arrive.
+    With ``count``, the page says how many jobs match the filter in all (``Total``)."""
     qs = job_queryset(filters=filters).filter(enqueued_at__isnull=False)
-    if cursor:
-        stamp, pk = _decode_cursor(cursor)
-        moment = datetime.fromtimestamp(stamp, tz=UTC)
+    after = _decode_cursor(cursor) if cursor else None
+    total = None
+    if guessed(filters.search):
+        few = _few_newest(qs, after=after, limit=limit)
+        if isinstance(few, Page):
+            return few if count else Page(items=few.items, next_cursor=few.next_cursor)
+        total = few
+    if total is None and count:
+        total = job_total(qs)
+    if after:
+        moment, pk = datetime.fromtimestamp(after[0], tz=UTC), after[1]
         qs = qs.filter(Q(enqueued_at__lt=moment) | Q(enqueued_at=moment, pk__lt=pk))
-    rows = list(qs.order_by("-enqueued_at", "-pk")[: limit + 1])
+    rows = list(newest_first(qs, search=filters.search, total=total)[: limit + 1])
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return Page(items=rows[:limit], next_cursor=next_cursor)
+    return Page(items=rows[:limit], next_cursor=next_cursor, total=total if count else None)
+
+
+def _few_newest(qs: QuerySet[JobRecord], *, after: tuple[float, int] | None, limit: int) -> Page | Total:
+    """A page and its exact total in one query, when a search the planner has to guess at
+    matches at most EXACT_COUNT_LIMIT jobs: those are found through the search's own
+    indexes, counted and sorted (by id and time only; then the page's rows are read),
+    instead of walking the history newest first looking for them. When more match, their
+    Total (an estimate): the caller walks."""
+    bound = setting("EXACT_COUNT_LIMIT")
+    matches, params = qs.order_by().values("id", "enqueued_at")[: bound + 1].query.sql_with_params()
+    where, where_params = "", []
+    if after:
+        moment = datetime.fromtimestamp(after[0], tz=UTC)
+        where = "WHERE w.enqueued_at < %s OR (w.enqueued_at = %s AND w.id < %s)"
+        where_params = [moment, moment, after[1]]
+    table = JobRecord._meta.db_table
+    # The matches' ids and times are counted and sorted; only the page's rows are read whole.
+    sql = (
+        f"SELECT j.*, c.jobsite_total FROM (SELECT w.id, w.enqueued_at, w.jobsite_total FROM"
+        f" (SELECT m.id, m.enqueued_at, COUNT(*) OVER () AS jobsite_total FROM ({matches}) m) w {where}"
+        f" ORDER BY w.enqueued_at DESC, w.id DESC LIMIT %s) c JOIN {table} j ON j.id = c.id"
+        " ORDER BY c.enqueued_at DESC, c.id DESC"
+    )
+    rows = list(JobRecord.objects.raw(sql, [*params, *where_params, limit + 1]))
+    if not rows:
+        return Page(items=[], next_cursor=None, total=Total(0)) if after is None else job_total(qs)
+    total = int(getattr(rows[0], "jobsite_total"))  # noqa: B009  (a column of the raw query)
+    if total > bound:
+        estimate = _planner_rows(qs) if connection.vendor == "postgresql" else 0
+        return Total(estimate, exact=False, estimated=True) if estimate > bound else Total(bound, exact=False)
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return Page(items=rows[:limit], next_cursor=next_cursor, total=Total(total))
 
 
 def job_count_capped(*, filters: JobFilter, cap: int) -> int:
@@ -110,8 +207,9 @@ def job_errors(*, job_id: str) -> list[JobError]:
 
 def job_ids_get(*, filters: JobFilter, limit: int) -> list[str]:
     """Job ids matching ``filters``, newest first, at most ``limit``: bulk actions act on these."""
-    qs = job_queryset(filters=filters).order_by("-enqueued_at", "-pk")
-    return list(qs.values_list("job_id", flat=True)[:limit])
+    qs = job_queryset(filters=filters)
+    total = job_total(qs) if guessed(filters.search) else None
+    return list(newest_first(qs, search=filters.search, total=total).values_list("job_id", flat=True)[:limit])
 
 
 def job_is_settled(*, record: JobRecord) -> bool:

@@ -34,7 +34,7 @@ _RECORD_FIELDS = [
     "queue", "func", "args_repr", "kwargs_repr", "status", "attempts", "max_attempts", "enqueued_at",
     "scheduled_for", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress",
     "progress_message", "origin", "parent_job_id", "timeout", "last_error", "last_fingerprint", "status_changed_at",
-    "reconciled_at", "status_reason",
+    "reconciled_at", "status_reason", "args_json",
 ]  # fmt: skip
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<name>.+)$', re.MULTILINE)
 
@@ -98,6 +98,9 @@ def _describe(record: JobRecord, event: dict[str, Any]) -> None:
         value = event.get(name)
         if value:
             setattr(record, attr, value)
+    # Only the shape a descriptor builds, within REPR_LIMIT, is stored (and indexed).
+    if events.valid_json_arguments(event.get(events.ARGS_JSON)):
+        record.args_json = event[events.ARGS_JSON]
     if event.get("max"):
         record.max_attempts = int(event["max"])
     if event.get("timeout") is not None:

@@ -59,11 +59,17 @@ class TrackedJob(Job):
         ``waiting``: the job waits for its next attempt (its max attempts count that one).
         """
         call = redaction.call_of(self)  # an undeserializable payload still gets its record
+        args_repr = events.safe_repr(call.args, clean=call.text)
+        kwargs_repr = events.safe_repr(call.kwargs, clean=call.text)
         described = {
             "q": self.origin,
             "f": events.fitted(call.func, 255),
-            "args": events.safe_repr(call.args, clean=call.text),
-            "kwargs": events.safe_repr(call.kwargs, clean=call.text),
+            "args": args_repr,
+            "kwargs": kwargs_repr,
+            # From the same redacted values, each text cleaned as the reprs are.
+            events.ARGS_JSON: events.json_arguments(
+                call.args, call.kwargs, reprs=(args_repr, kwargs_repr), clean=call.text
+            ),
             "key": self.meta.get(META_KEY),
             "origin": self.meta.get(META_ORIGIN),
             "parent": self.meta.get(META_PARENT),
