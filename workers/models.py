@@ -315,6 +315,7 @@ class AuditAction(models.TextChoices):
     DEAD_LETTER_DISCARD = "dead_letter.discard", "discard"
     BULK_RETRY = "bulk.retry", "bulk retry"
     BULK_DISCARD = "bulk.discard", "bulk discard"
+    BULK_CANCEL = "bulk.cancel", "cancel bulk operation"
     QUEUE_PAUSE = "queue.pause", "pause queue"
     QUEUE_RESUME = "queue.resume", "resume queue"
     SCHEDULE_PAUSE = "schedule.pause", "pause schedule"
@@ -372,3 +373,57 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         target = f" {self.target_kind} {self.target_id}" if self.target_id else ""
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}{target}: {self.outcome}"
+
+
+class BulkOperation(models.Model):
+    """A retry or discard of everything a filter matched, however many: run as a job of its
+    own (``workers.jobs.bulk``), in batches walked by primary key from ``last_pk``, so a
+    crash resumes where it stopped. Written by ``workers.services.bulk`` only."""
+
+    class Action(models.TextChoices):
+        RETRY = "retry"
+        DISCARD = "discard"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        FINISHED = "finished"
+        CANCELED = "canceled"
+        FAILED = "failed"
+
+    action = models.CharField(max_length=16, choices=Action.choices)
+    # The filter, as posted (status, q, fingerprint): the job rebuilds the search from it.
+    filters = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150)
+    actor_id = models.PositiveIntegerField(null=True, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    expected = models.PositiveIntegerField(default=0, help_text="How many matched when it was started.")
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # Every matching record with a primary key up to this one has been handled.
+    last_pk = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    job_id = models.CharField(max_length=128, blank=True, default="")
+    audit = models.ForeignKey(AuditEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "-created_at"], name="bulkoperation_state")]
+
+    def __str__(self) -> str:
+        return f"bulk {self.action} #{self.pk}: {self.state} {self.done + self.skipped}/{self.expected}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if not self.expected:
+            return 100 if not self.is_active else 0
+        return max(0, min(100, (self.done + self.skipped) * 100 // self.expected))

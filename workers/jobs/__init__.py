@@ -1,3 +1,3 @@
 """Job functions jobsite itself ships; importing this registers the schedulable ones."""
 
-from . import maintenance  # noqa: F401
+from . import bulk, maintenance  # noqa: F401

@@ -205,6 +205,23 @@ def job_errors(*, job_id: str) -> list[JobError]:
     return list(JobError.objects.filter(job__job_id=job_id).order_by("attempt"))
 
 
+def job_filter_from_fields(fields: dict[str, str]) -> JobFilter:
+    """The filter a bulk operation keeps as JSON (``status``, ``q``, ``fingerprint``), rebuilt;
+    raises ``SearchError`` or ``ValueError`` when it no longer parses."""
+    return JobFilter(
+        status=str(fields.get("status") or ""),
+        fingerprint=str(fields.get("fingerprint") or ""),
+        search=search_parse(str(fields.get("q") or "")),
+    )
+
+
+def job_pks_after(*, filters: JobFilter, after_pk: int, limit: int) -> list[tuple[int, str]]:
+    """(primary key, job id) of the jobs matching ``filters`` past ``after_pk``, in key
+    order, at most ``limit``: a bulk operation walks its jobs with these."""
+    qs = job_queryset(filters=filters).filter(pk__gt=after_pk).order_by("pk")
+    return list(qs.values_list("pk", "job_id")[:limit])
+
+
 def job_ids_get(*, filters: JobFilter, limit: int) -> list[str]:
     """Job ids matching ``filters``, newest first, at most ``limit``: bulk actions act on these."""
     qs = job_queryset(filters=filters)
