@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..api import job_enqueue
@@ -98,16 +99,13 @@ def bulk_operation_batch(*, operation: BulkOperation, batch_size: int = BATCH_SI
         return False
     parent = operation.audit
     job_ids = [job_id for _, job_id in rows]
-    done = skipped = 0
+    # Acted on before a crash (this batch's cursor was never saved): not again.
+    handled = set()
     if parent is not None:
-        # Done before a crash (this batch's cursor was never saved): counted, not redone.
         before = AuditEntry.objects.filter(parent=parent, target_kind="job", target_id__in=job_ids)
-        handled = dict(before.values_list("target_id", "outcome"))
-        done = sum(1 for outcome in handled.values() if outcome == AuditOutcome.OK)
-        skipped = len(handled) - done
-    else:
-        handled = {}
+        handled = set(before.values_list("target_id", flat=True))
     act, actor = _service(operation.action), _actor(operation)
+    done = skipped = 0
     for job_id in job_ids:
         if job_id in handled:
             continue
@@ -117,6 +115,15 @@ def bulk_operation_batch(*, operation: BulkOperation, batch_size: int = BATCH_SI
             skipped += 1  # written as a refused child, with the reason
         else:
             done += 1
+    if parent is not None:
+        # Counted from the children, one per job: exact across crashes (a job a dead run
+        # handled may have left the filter, and is counted here all the same).
+        children = AuditEntry.objects.filter(parent=parent)
+        counts = children.aggregate(
+            done=Count("pk", filter=Q(outcome=AuditOutcome.OK)),
+            skipped=Count("pk", filter=~Q(outcome=AuditOutcome.OK)),
+        )
+        done, skipped = counts["done"] - operation.done, counts["skipped"] - operation.skipped
     with transaction.atomic():
         updated = BulkOperation.objects.filter(pk=operation.pk, last_pk=operation.last_pk).update(
             last_pk=rows[-1][0],
