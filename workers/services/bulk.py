@@ -34,11 +34,11 @@ QUEUE = "low"
 # A run that dies (worker killed, database away) is run again from its cursor.
 MAX_ATTEMPTS = 5
 
-_AUDIT_ACTIONS = {
+_AUDIT_ACTIONS: dict[str, AuditAction] = {
     BulkOperation.Action.RETRY: AuditAction.BULK_RETRY,
     BulkOperation.Action.DISCARD: AuditAction.BULK_DISCARD,
 }
-_VERBS = {BulkOperation.Action.RETRY: "Retried", BulkOperation.Action.DISCARD: "Discarded"}
+_VERBS: dict[str, str] = {BulkOperation.Action.RETRY: "Retried", BulkOperation.Action.DISCARD: "Discarded"}
 
 
 class BulkOperationError(Exception):
