@@ -1,6 +1,19 @@
 from django.urls import path
 
-from .views import alerts, audit, dead_letters, job_detail, jobs, keys, overview, queues, schedules, unapplied, workers
+from .views import (
+    alerts,
+    audit,
+    bulk,
+    dead_letters,
+    job_detail,
+    jobs,
+    keys,
+    overview,
+    queues,
+    schedules,
+    unapplied,
+    workers,
+)
 
 app_name = "dashboard"
 
@@ -19,6 +32,8 @@ urlpatterns = [
     path("jobs/<str:job_id>/run-again/", job_detail.job_run_again, name="job_run_again"),
     path("dead-letters/", dead_letters.dead_letters, name="dead_letters"),
     path("dead-letters/bulk/", dead_letters.dead_letters_bulk, name="dead_letters_bulk"),
+    path("bulk/<int:pk>/", bulk.bulk_operation, name="bulk_operation"),
+    path("bulk/<int:pk>/cancel/", bulk.bulk_operation_cancel, name="bulk_operation_cancel"),
     path("workers/", workers.workers, name="workers"),
     path("queues/", queues.queues, name="queues"),
     path("queues/<str:name>/", queues.queue_detail, name="queue_detail"),

@@ -14,7 +14,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from workers.reads import bulk as bulk_reads
 from workers.reads import jobs as job_reads
+from workers.services import bulk as bulk_services
 from workers.services import jobs as job_services
 from workers.services.audit import Actor
 
@@ -49,6 +51,7 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
         "is_first_page": not (form.is_valid() and form.cleaned_data.get("cursor")),
         "match_count": match_count,
         "bulk_limit": job_services.BULK_LIMIT,
+        "bulk_operations": bulk_reads.bulk_operations_shown(status=fixed_status),
     }
 
 
@@ -61,7 +64,11 @@ def bulk_answer(
     list_context: Callable[[QueryDict], dict[str, Any]],
 ) -> HttpResponse:
     """Retry or discard a selection, or everything the posted filter matches; answer with
-    the list (``url_name``) refreshed from its first page."""
+    the list (``url_name``) refreshed from its first page.
+
+    "All matching" when more than BULK_LIMIT match (and the operator confirmed more than
+    that) starts a bulk operation, a job of its own that the list shows with a progress
+    bar; up to BULK_LIMIT are acted on in the request, as before, answering at once."""
     form = BulkActionForm(request.POST)
     filter_form = JobFilterForm(request.POST, fixed_status=fixed_status)
     ok, text = False, ""
@@ -70,18 +77,22 @@ def bulk_answer(
     elif form.cleaned_data["all"] and not filter_form.is_valid():
         text = "The filter is not valid: " + " ".join(filter_form.error_messages())
     else:
-        job_ids, filters, expected = form.job_ids, None, None
-        if form.cleaned_data["all"]:
-            job_ids = job_reads.job_ids_get(filters=filter_form.to_filter(), limit=job_services.BULK_LIMIT + 1)
-            filters = {**({"status": fixed_status} if fixed_status else {}), **dict(filter_form.items())}
-            expected = form.cleaned_data["expected"]
-        act, verb = (
-            (job_services.job_retry_many, "Retried")
-            if form.cleaned_data["action"] == "retry"
-            else (job_services.dead_letter_discard_many, "Discarded")
-        )
-        outcome = act(job_ids=job_ids, actor=Actor.from_request(request), filters=filters, expected=expected)
-        ok, text = outcome.ok, outcome.summary(verb)
+        started = _bulk_operation_started(request, form, filter_form, fixed_status)
+        if started is not None:
+            ok, text = started
+        else:
+            job_ids, filters, expected = form.job_ids, None, None
+            if form.cleaned_data["all"]:
+                job_ids = job_reads.job_ids_get(filters=filter_form.to_filter(), limit=job_services.BULK_LIMIT + 1)
+                filters = _posted_filters(filter_form, fixed_status)
+                expected = form.cleaned_data["expected"]
+            act, verb = (
+                (job_services.job_retry_many, "Retried")
+                if form.cleaned_data["action"] == "retry"
+                else (job_services.dead_letter_discard_many, "Discarded")
+            )
+            outcome = act(job_ids=job_ids, actor=Actor.from_request(request), filters=filters, expected=expected)
+            ok, text = outcome.ok, outcome.summary(verb)
     query = filter_form.query_string() if filter_form.is_valid() else ""
 
     def refreshed() -> dict[str, Any]:
@@ -97,6 +108,35 @@ def bulk_answer(
         partial=partial,
         context=refreshed,
     )
+
+
+def _posted_filters(filter_form: JobFilterForm, fixed_status: str) -> dict[str, Any]:
+    return {**({"status": fixed_status} if fixed_status else {}), **dict(filter_form.items())}
+
+
+def _bulk_operation_started(
+    request: HtmxHttpRequest, form: BulkActionForm, filter_form: JobFilterForm, fixed_status: str
+) -> tuple[bool, str] | None:
+    """With "all matching" confirmed for more than BULK_LIMIT jobs, and more than that
+    still matching: start a bulk operation and say so. None: act in this request."""
+    limit = job_services.BULK_LIMIT
+    if not form.cleaned_data["all"] or (form.cleaned_data["expected"] or 0) <= limit:
+        return None
+    matching = job_reads.job_queryset(filters=filter_form.to_filter()).count()  # the once-only count it runs against
+    if matching <= limit:
+        return None  # fewer than confirmed: the request path refuses, saying how many match now
+    action = form.cleaned_data["action"]
+    try:
+        bulk_services.bulk_operation_start(
+            action=action,
+            filters=_posted_filters(filter_form, fixed_status),
+            expected=matching,
+            actor=Actor.from_request(request),
+        )
+    except bulk_services.BulkOperationError as exc:
+        return False, str(exc)
+    verb = "Retrying" if action == "retry" else "Discarding"
+    return True, f"{verb} all {matching:,} matching jobs in the background, {bulk_services.BATCH_SIZE} at a time."
 
 
 @require_GET

@@ -69,7 +69,7 @@
       var count = parseInt(form.getAttribute("data-match-count"), 10) || 0;
       var limit = parseInt(form.getAttribute("data-limit"), 10) || 1000;
       text = count > limit
-        ? verb + " the first " + plural(limit, noun) + " of more than " + limit + " matching this filter?"
+        ? verb + " all of the more than " + plural(limit, noun) + " matching this filter? It runs in the background, with a progress bar."
         : verb + " all " + plural(count, noun) + " matching this filter?";
     } else {
       var checked = form.querySelectorAll("input[name=job_id]:checked").length;
