@@ -48,7 +48,7 @@ def job():
 def test_anonymous_is_sent_to_the_login_page(client, job, url):
     response = client.get(url.format(job=job.job_id)) if url in PAGES else client.post(url.format(job=job.job_id))
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/login/")
 
 
 @pytest.mark.parametrize("url", PAGES + ACTIONS)
@@ -59,7 +59,7 @@ def test_a_user_who_is_not_staff_is_sent_to_the_login_page(job, url):
     path = url.format(job=job.job_id)
     response = client.get(path) if url in PAGES else client.post(path)
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/login/")
 
 
 @pytest.mark.parametrize("url", ACTIONS)
