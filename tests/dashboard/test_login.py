@@ -77,6 +77,15 @@ def test_the_admin_login_page_still_works(client):
     assert response.status_code == 302 and response["Location"] == "/dashboard/"
 
 
+def test_the_header_has_the_admin_and_a_log_out_button_that_posts(staff_client):
+    body = staff_client.get("/dashboard/").content.decode()
+    header = body.split('<header class="topbar">', 1)[1].split("</header>", 1)[0]
+
+    assert 'href="/admin/"' in header and "operator" in header
+    assert '<form method="post" action="/logout/">' in header and ">Log out</button>" in header
+    assert 'name="csrfmiddlewaretoken"' in header
+
+
 def test_log_out_is_a_post_and_ends_the_session(staff_client):
     assert staff_client.get("/logout/").status_code == 405  # a link or a prefetch logs nobody out
 

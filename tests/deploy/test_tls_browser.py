@@ -154,6 +154,7 @@ def test_over_tls_every_static_file_is_served_hashed_and_compressed_with_csp_and
     # The browser loaded them too (the login page's as well), and nothing failed.
     loaded = {urlsplit(url).path: status for url, status in page.responses}
     assert all(loaded.get(path) == 200 for path in paths), {p: loaded.get(p) for p in paths}
+    assert any(p.startswith("/static/dashboard/theme.") and p.endswith(".js") for p in paths), paths
     assert [(url, status) for url, status in page.responses if status >= 400] == []
     assert page.evaluate("typeof window.htmx") == "object"  # htmx ran: not blocked by CSP
     assert page.evaluate("window.__csp") == []
