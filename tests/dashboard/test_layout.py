@@ -21,6 +21,7 @@ PAGES = [
     "/dashboard/schedules/",
     "/dashboard/keys/",
     "/dashboard/workers/",
+    "/dashboard/queues/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
     "/dashboard/audit/",
@@ -30,6 +31,7 @@ NAV = ["overview", "jobs", "dead_letters", "schedules", "keys", "workers", "queu
 # Pages whose live panel polls; the others (lists with filters, alerts) change on request.
 POLLED = {
     "/dashboard/": "overview-panels",
+    "/dashboard/queues/": "queues-panel",
     "/dashboard/jobs/live-job/": "job-live",
     "/dashboard/schedules/": "schedule-table",
     "/dashboard/keys/": "key-table",
