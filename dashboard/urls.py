@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/bulk/", jobs.jobs_bulk, name="jobs_bulk"),
     path("jobs/<str:job_id>/", job_detail.job_detail, name="job_detail"),
     path("jobs/<str:job_id>/retry/", job_detail.job_retry, name="job_retry"),
+    path("jobs/<str:job_id>/retry-now/", job_detail.job_retry_now, name="job_retry_now"),
     path("jobs/<str:job_id>/cancel/", job_detail.job_cancel, name="job_cancel"),
     path("jobs/<str:job_id>/run-again/", job_detail.job_run_again, name="job_run_again"),
     path("dead-letters/", dead_letters.dead_letters, name="dead_letters"),

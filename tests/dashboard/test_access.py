@@ -29,6 +29,7 @@ PAGES = [
 ]
 ACTIONS = [
     "/dashboard/jobs/{job}/retry/",
+    "/dashboard/jobs/{job}/retry-now/",
     "/dashboard/jobs/{job}/cancel/",
     "/dashboard/jobs/{job}/run-again/",
     "/dashboard/jobs/bulk/",

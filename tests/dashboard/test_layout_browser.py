@@ -385,3 +385,27 @@ def test_the_copy_button_puts_the_whole_job_id_on_the_clipboard(browser, live_se
     expect(page.locator(f'button.copy[data-copy="{SCHEDULED_IDS[0]}"]')).to_have_class(re.compile(r"\bcopied\b"))
     assert page.evaluate("navigator.clipboard.readText()") == SCHEDULED_IDS[0]
     page.context.close()
+
+
+def test_retry_now_on_the_job_page_runs_a_job_in_backoff_and_the_page_follows(
+    browser, live_server, run_burst, settings
+):
+    settings.JOBSITE = {**settings.JOBSITE, "RETRY": {"max_attempts": 3, "base": 600, "cap": 3600, "jitter": 0.0}}
+    create_operator("ops", "pw")
+    job = enqueue("tests.jobfuncs.flaky", "browser-now", 1)
+    # A simple (non-forking) worker: a fork from inside Playwright's event loop would take
+    # this process's database connection along.
+    run_burst(simple=True)
+    page = login(browser, live_server, width=1400, theme="light")
+    page.goto(f"/dashboard/jobs/{job.id}/")
+    expect(page.locator("#job-status")).to_have_text("retrying")
+
+    page.get_by_role("button", name="Retry now").click()
+
+    expect(page.locator("#job-live .notice")).to_have_text(
+        "Queued now: the next attempt runs without waiting for the backoff."
+    )
+    run_burst(simple=True)
+    expect(page.locator("#job-status")).to_have_text("finished", timeout=20_000)
+    expect(page.locator("ol.timeline")).to_contain_text("retried by ops")
+    page.context.close()
