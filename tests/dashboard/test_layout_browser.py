@@ -387,6 +387,35 @@ def test_the_copy_button_puts_the_whole_job_id_on_the_clipboard(browser, live_se
     page.context.close()
 
 
+def test_new_jobs_wait_behind_a_bar_until_the_operator_asks_for_them(browser, live_server):
+    create_operator("ops", "pw")
+    for n in range(3):
+        JobRecordFactory(job_id=f"old-{n}")
+    page = login(browser, live_server, width=1400, theme="light")
+    page.goto("/dashboard/jobs/")
+    rows = page.locator("#job-table tbody tr")
+    expect(rows.first).to_have_attribute("data-job-id", "old-2")
+    row = rows.first.locator("input[name=job_id]")
+    row.check()  # the operator is in the middle of something
+
+    later = timezone.now() + timedelta(minutes=1)
+    for n in range(2):
+        JobRecordFactory(job_id=f"new-{n}", enqueued_at=later + timedelta(seconds=n))
+
+    bar = page.locator("#new-rows a")
+    expect(bar).to_have_text("2 new jobs — show", timeout=15_000)
+    expect(rows).to_have_count(3)  # nothing moved, and the ticked row is still ticked
+    expect(rows.first).to_have_attribute("data-job-id", "old-2")
+    expect(row).to_be_checked()
+
+    bar.click()
+
+    expect(rows.first).to_have_attribute("data-job-id", "new-1")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#new-rows a")).to_have_count(0)
+    page.context.close()
+
+
 def test_retry_now_on_the_job_page_runs_a_job_in_backoff_and_the_page_follows(
     browser, live_server, run_burst, settings
 ):
