@@ -390,7 +390,7 @@ def test_the_copy_button_puts_the_whole_job_id_on_the_clipboard(browser, live_se
 def test_new_jobs_wait_behind_a_bar_until_the_operator_asks_for_them(browser, live_server):
     create_operator("ops", "pw")
     for n in range(3):
-        JobRecordFactory(job_id=f"old-{n}")
+        JobRecordFactory(job_id=f"old-{n}", enqueued_at=timezone.now() - timedelta(hours=1, seconds=-n))
     page = login(browser, live_server, width=1400, theme="light")
     page.goto("/dashboard/jobs/")
     rows = page.locator("#job-table tbody tr")
