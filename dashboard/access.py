@@ -4,7 +4,8 @@
 - Operators: staff with the ``workers.operate_jobs`` permission (superusers have it; the
   "Dashboard operators" group grants it). Every POST action uses ``operator_required``;
   staff without it (e.g. the "Dashboard viewers" group) can look but get 403 on actions.
-Anonymous and non-staff users are sent to the login page, as Django's admin does.
+Anonymous and non-staff users are sent to the login page (``settings.LOGIN_URL``: the
+dashboard's own, ``/login/``), as Django's admin does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import user_passes_test
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
@@ -28,9 +29,15 @@ def can_operate(user: Any) -> bool:
     return bool(user.is_active and user.is_staff and user.has_perm(OPERATE_PERMISSION))
 
 
+def _staff_only(view: View) -> View:
+    # What the admin's staff_member_required checks, sending others to settings.LOGIN_URL
+    # (read per request) rather than to the admin's own login page.
+    return user_passes_test(lambda user: user.is_active and user.is_staff)(view)
+
+
 def viewer_required(view: View) -> View:
     """Staff only; others go to the login page."""
-    return staff_member_required(view)
+    return _staff_only(view)
 
 
 def operator_required(view: View) -> View:
@@ -42,4 +49,4 @@ def operator_required(view: View) -> View:
             raise PermissionDenied("Your account can view the dashboard but not act on jobs.")
         return view(request, *args, **kwargs)
 
-    return staff_member_required(checked)
+    return _staff_only(checked)

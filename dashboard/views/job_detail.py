@@ -1,5 +1,5 @@
 """``/dashboard/jobs/<job_id>/``: one job's details, timeline, errors and logs, live while it
-runs; and the actions on it (retry, cancel or stop, run again)."""
+runs; and the actions on it (retry, retry now, cancel or stop, run again)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,18 @@ def job_retry(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
     def act() -> str:
         job_services.job_retry(job_id=job_id, actor=Actor.from_request(request))
         return "Retried: the job is queued for another attempt."
+
+    return _job_action(request, job_id, act)
+
+
+@require_POST
+@operator_required
+def job_retry_now(request: HtmxHttpRequest, job_id: str) -> HttpResponse:
+    """A job waiting for its backoff runs its next attempt now."""
+
+    def act() -> str:
+        job_services.job_retry_now(job_id=job_id, actor=Actor.from_request(request))
+        return "Queued now: the next attempt runs without waiting for the backoff."
 
     return _job_action(request, job_id, act)
 

@@ -1,7 +1,11 @@
 """``/dashboard/jobs/``: the filtered, keyset-paginated job list and its bulk actions.
 
 The dead-letter list is the same list with its status fixed, so it uses
-``job_list_context`` and ``bulk_answer`` from here.
+``job_list_context``, ``bulk_answer`` and ``new_rows`` from here.
+
+The list is not refreshed under the operator's eyes (rows would jump while they read or
+tick them): a small polled bar above its first page says "N new jobs — show" instead, and
+its link reloads the list (``jobs_new``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from ..forms import BulkActionForm, JobFilterForm
 from ..htmx import HtmxHttpRequest, action_answer, partial_name
 
 PAGE_SIZE = 50
+# The "N new" bar counts no further ("1000+ new jobs").
+NEW_ROWS_CAP = 1000
 
 
 def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, Any]:
@@ -53,6 +59,37 @@ def job_list_context(params: QueryDict, *, fixed_status: str = "") -> dict[str, 
         "bulk_limit": job_services.BULK_LIMIT,
         "bulk_operations": bulk_reads.bulk_operations_shown(status=fixed_status),
     }
+
+
+def new_rows(
+    request: HtmxHttpRequest, *, count: int, list_url: str, target: str, noun: str, poll_url: str
+) -> HttpResponse:
+    """The polled "N new" bar (``_new_rows.html``): how many rows arrived above a list's
+    first page, and a link that reloads the list (``target``) to show them."""
+    context = {
+        "new_count": count,
+        "new_more": count >= NEW_ROWS_CAP,
+        "new_rows_url": poll_url,
+        "new_rows_list_url": list_url,
+        "new_rows_target": target,
+        "new_rows_noun": noun,
+    }
+    return render(request, "dashboard/_new_rows.html", context)
+
+
+def _jobs_context(params: QueryDict) -> dict[str, Any]:
+    """The list's page, and on its first page where the "N new" bar polls."""
+    context = job_list_context(params)
+    if context["page"] is not None and context["is_first_page"]:
+        query = QueryDict(context["filter_query"], mutable=True)
+        if context["page"].first_cursor:
+            query["first"] = context["page"].first_cursor
+        context["new_rows_url"] = f"{reverse('dashboard:jobs_new')}?{query.urlencode()}"
+        context["new_rows_list_url"] = reverse("dashboard:jobs") + (
+            f"?{context['filter_query']}" if context["filter_query"] else ""
+        )
+        context["new_rows_target"], context["new_rows_noun"] = "#job-table", "job"
+    return context
 
 
 def bulk_answer(
@@ -142,7 +179,7 @@ def _bulk_operation_started(
 @require_GET
 @viewer_required
 def jobs(request: HtmxHttpRequest) -> HttpResponse:
-    context = job_list_context(request.GET)
+    context = _jobs_context(request.GET)
     return render(request, partial_name(request, "dashboard/jobs.html", "job-table"), context)
 
 
@@ -154,5 +191,29 @@ def jobs_bulk(request: HtmxHttpRequest) -> HttpResponse:
         fixed_status="",
         url_name="dashboard:jobs",
         partial="dashboard/jobs.html#job-table",
-        list_context=job_list_context,
+        list_context=_jobs_context,
+    )
+
+
+@require_GET
+@viewer_required
+def jobs_new(request: HtmxHttpRequest) -> HttpResponse:
+    """How many jobs matching the list's filter arrived above its first row (``first``)."""
+    form = JobFilterForm(request.GET)
+    count = 0
+    if form.is_valid():
+        try:
+            count = job_reads.job_count_newer(
+                filters=form.to_filter(), cursor=request.GET.get("first") or None, cap=NEW_ROWS_CAP
+            )
+        except (ValueError, OverflowError, OSError):  # not a row's place: nothing to count from
+            count = 0
+    query = form.query_string() if form.is_valid() else ""
+    return new_rows(
+        request,
+        count=count,
+        list_url=reverse("dashboard:jobs") + (f"?{query}" if query else ""),
+        target="#job-table",
+        noun="job",
+        poll_url=request.get_full_path(),
     )

@@ -1,11 +1,11 @@
-"""``/dashboard/queues/<name>/``: one queue's counts, RQ registries and recent jobs; pause
-and resume it."""
+"""``/dashboard/queues/``: every queue with its figures; ``/dashboard/queues/<name>/``: one
+queue's counts, RQ registries and recent jobs; pause and resume it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -23,8 +23,9 @@ from ..htmx import HtmxHttpRequest, action_answer, partial_name
 @require_GET
 @viewer_required
 def queues(request: HtmxHttpRequest) -> HttpResponse:
-    """The Queues link: the first queue's page (it lists the others)."""
-    return HttpResponseRedirect(reverse("dashboard:queue_detail", args=[live_reads.queue_names()[0]]))
+    """Every queue RQ knows (the configured ones first) with its live and rolled-up figures."""
+    context = {"queues": queue_reads.queue_stats_get(names=live_reads.queue_names())}
+    return render(request, partial_name(request, "dashboard/queues.html", "queues-panel"), context)
 
 
 def _queue_context(name: str) -> dict[str, Any]:

@@ -170,7 +170,10 @@ STATIC_URL = "static/"
 # Where `collectstatic` writes and, in production, where WhiteNoise serves from.
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 
-LOGIN_URL = "admin:login"
+# The dashboard's own sign-in page (dashboard/views/login.py); /admin/login/ works too.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
 
 # Mail goes to the console unless configured (production.py defaults to SMTP).
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -61,7 +61,7 @@ def page(browser, live_server):
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
     page.dialogs = dialogs
     page.goto("/dashboard/")
-    assert "/admin/login/" in page.url  # staff only: the login page first
+    assert "/login/?next=" in page.url and "/admin/" not in page.url  # staff only: the login page first
     page.fill("#id_username", "ops")
     page.fill("#id_password", "correct horse")
     page.click("input[type=submit]")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from tests.conftest import wait_for
 from tests.factories import JobErrorFactory, JobRecordFactory
@@ -151,3 +153,50 @@ def test_live_panel_keeps_polling_until_the_recorder_has_caught_up_with_rq(htmx_
     drain()
     done = htmx_client.get(f"/dashboard/jobs/{job.id}/")
     assert done.status_code == 286 and 'id="job-status">finished<' in done.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_now_on_a_job_in_backoff_queues_its_next_attempt_at_once(staff_client, run_burst, settings):
+    from workers.recording.consumer import drain
+
+    settings.JOBSITE = {**settings.JOBSITE, "RETRY": {"max_attempts": 3, "base": 600, "cap": 3600, "jitter": 0.0}}
+    job = enqueue("tests.jobfuncs.flaky", "now", 1)
+    run_burst()
+    page = staff_client.get(f"/dashboard/jobs/{job.id}/").content.decode()
+    assert f'action="/dashboard/jobs/{job.id}/retry-now/"' in page and ">Retry now</button>" in page
+
+    answer = staff_client.post(f"/dashboard/jobs/{job.id}/retry-now/", headers={"HX-Request": "true"})
+    again = staff_client.post(f"/dashboard/jobs/{job.id}/retry-now/")  # no htmx: a redirect and a message
+
+    assert "Queued now: the next attempt runs without waiting for the backoff." in answer.content.decode()
+    assert answer.content.decode().lstrip().startswith('<div id="job-live"')
+    assert again.status_code == 302 and again["Location"] == f"/dashboard/jobs/{job.id}/"
+    assert "no longer waits for its backoff" in staff_client.get(again["Location"]).content.decode()
+    drain()
+    assert ">Retry now</button>" not in staff_client.get(f"/dashboard/jobs/{job.id}/").content.decode()  # queued
+    run_burst()
+    record = JobRecord.objects.get(job_id=job.id)
+    assert (record.status, record.attempts) == (JobStatus.FINISHED, 2)
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEAD, JobStatus.FINISHED])
+def test_retry_now_is_offered_only_while_a_job_waits_for_its_backoff(staff_client, status):
+    JobRecordFactory(job_id="some-job", status=status)
+    assert "Retry now" not in staff_client.get("/dashboard/jobs/some-job/").content.decode()
+    JobRecordFactory(job_id="in-backoff", status=JobStatus.RETRYING)
+    assert ">Retry now</button>" in staff_client.get("/dashboard/jobs/in-backoff/").content.decode()
+
+
+def test_retry_now_is_an_operators_post(staff_client):
+    JobRecordFactory(job_id="in-backoff", status=JobStatus.RETRYING)
+    viewer = Client()
+    viewer.force_login(get_user_model().objects.create_user("viewer", password="pw", is_staff=True))
+
+    assert staff_client.get("/dashboard/jobs/in-backoff/retry-now/").status_code == 405
+    assert viewer.post("/dashboard/jobs/in-backoff/retry-now/").status_code == 403
+    assert Client().post("/dashboard/jobs/in-backoff/retry-now/")["Location"].startswith("/login/")
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(get_user_model().objects.get(username="operator"))
+    assert strict.post("/dashboard/jobs/in-backoff/retry-now/").status_code == 403  # no CSRF token
+    assert "Retry now" not in viewer.get("/dashboard/jobs/in-backoff/").content.decode()
+    assert staff_client.post("/dashboard/jobs/no-such-job/retry-now/").status_code == 404

@@ -21,15 +21,20 @@ PAGES = [
     "/dashboard/schedules/",
     "/dashboard/keys/",
     "/dashboard/workers/",
+    "/dashboard/queues/",
     "/dashboard/queues/default/",
     "/dashboard/alerts/",
     "/dashboard/audit/",
     "/dashboard/examples/",
 ]
 NAV = ["overview", "jobs", "dead_letters", "schedules", "keys", "workers", "queues", "alerts", "audit"]
-# Pages whose live panel polls; the others (lists with filters, alerts) change on request.
+# Pages whose live panel polls; the lists (jobs, dead letters) poll only their "N new" bar,
+# the others (the audit trail, alerts) change on request.
 POLLED = {
     "/dashboard/": "overview-panels",
+    "/dashboard/jobs/": "new-rows",
+    "/dashboard/dead-letters/": "new-rows",
+    "/dashboard/queues/": "queues-panel",
     "/dashboard/jobs/live-job/": "job-live",
     "/dashboard/schedules/": "schedule-table",
     "/dashboard/keys/": "key-table",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+from rq import Queue
 
 from tests.conftest import wait_for
+from tests.factories import JobErrorFactory
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 from workers.recording.consumer import drain
@@ -59,8 +62,32 @@ def test_a_burst_worker_skips_a_paused_queue(run_burst, staff_client):
     assert JobRecord.objects.get(job_id=job.id).status == JobStatus.FINISHED
 
 
-def test_the_queues_link_opens_the_first_queue_which_lists_the_others(staff_client):
-    response = staff_client.get("/dashboard/queues/", follow=True)
-    assert response.redirect_chain == [("/dashboard/queues/high/", 302)]
+def test_the_queues_page_lists_every_queue_with_its_figures(staff_client, htmx_client, redis_conn):
+    for n in range(3):
+        enqueue("tests.jobfuncs.add", n, n, queue="low")
+    Queue("reports", connection=redis_conn).enqueue("tests.jobfuncs.add", 1, 1)  # a plain RQ client's queue
+    JobErrorFactory(job__queue="default")  # a dead letter
+    staff_client.post("/dashboard/queues/low/pause/")
+
+    response = staff_client.get("/dashboard/queues/")
+
+    assert response.status_code == 200  # the page itself, no longer a redirect to the first queue
     body = response.content.decode()
-    assert 'href="/dashboard/queues/default/"' in body and 'href="/dashboard/queues/low/"' in body
+    rows = re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', body, re.S)
+    assert [name for name, _ in rows] == ["high", "default", "low", "reports"]  # priority order, then the others
+    row = dict(rows)
+    assert 'data-col="length">3<' in row["low"] and "paused" in row["low"]
+    assert 'data-col="length">1<' in row["reports"] and "running" in row["reports"]
+    assert 'href="/dashboard/dead-letters/?queue=default"' in row["default"]
+    assert all(f'href="/dashboard/queues/{name}/"' in row[name] for name in row)
+    nav = body.split('<nav aria-label="Dashboard">', 1)[1].split("</nav>", 1)[0]
+    assert re.search(r'href="/dashboard/queues/" aria-current="page"', nav)
+
+    fragment = htmx_client.get("/dashboard/queues/").content.decode()  # the live panel alone
+    assert fragment.lstrip().startswith('<section id="queues-panel"') and "<nav" not in fragment
+
+
+def test_a_queue_page_links_back_to_all_queues(staff_client):
+    body = staff_client.get("/dashboard/queues/low/").content.decode()
+    assert 'href="/dashboard/queues/">all queues</a>' in body
+    assert 'href="/dashboard/queues/default/"' in body and 'href="/dashboard/queues/high/"' in body

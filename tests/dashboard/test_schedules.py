@@ -73,10 +73,10 @@ def test_actions_refuse_bad_requests(admin_client, client, django_user_model, sc
     assert admin_client.get(f"/dashboard/schedules/{schedule.pk}/pause/").status_code == 405
     assert admin_client.post("/dashboard/schedules/999999/pause/").status_code == 404
     anonymous = client.post(f"/dashboard/schedules/{schedule.pk}/pause/")
-    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
     clerk = django_user_model.objects.create_user("clerk", password="pw-clerk-123")
     client.force_login(clerk)
-    assert "/admin/login/" in client.get("/dashboard/schedules/")["Location"]
+    assert client.get("/dashboard/schedules/")["Location"].startswith("/login/")
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(django_user_model.objects.get(username="admin"))
     assert strict.post(f"/dashboard/schedules/{schedule.pk}/pause/").status_code == 403

@@ -113,7 +113,7 @@ def page(browser, site: Server):
     page.on("pageerror", lambda error: page.errors.append(str(error)))
 
     page.goto("/dashboard/")
-    assert "/admin/login/" in page.url  # staff only: the login page first
+    assert "/login/?next=" in page.url and "/admin/" not in page.url  # staff only: the login page first
     page.fill("#id_username", "ops")
     page.fill("#id_password", "correct horse battery")
     page.click("input[type=submit]")
@@ -151,10 +151,10 @@ def test_over_tls_every_static_file_is_served_hashed_and_compressed_with_csp_and
         on_disk = Path(site.env["DJANGO_STATIC_ROOT"]) / path.removeprefix("/static/")
         assert gzip.decompress(answer.body) == on_disk.read_bytes()
         assert on_disk.with_name(on_disk.name + ".gz").is_file()
-    # The browser loaded them too (and the admin's, on the login page), and nothing failed.
+    # The browser loaded them too (the login page's as well), and nothing failed.
     loaded = {urlsplit(url).path: status for url, status in page.responses}
     assert all(loaded.get(path) == 200 for path in paths), {p: loaded.get(p) for p in paths}
-    assert any(p.startswith("/static/admin/css/") for p in loaded)
+    assert any(p.startswith("/static/dashboard/theme.") and p.endswith(".js") for p in paths), paths
     assert [(url, status) for url, status in page.responses if status >= 400] == []
     assert page.evaluate("typeof window.htmx") == "object"  # htmx ran: not blocked by CSP
     assert page.evaluate("window.__csp") == []

@@ -53,7 +53,7 @@ def test_pages_send_anonymous_and_non_staff_to_login(client, template, dead_job)
             client.force_login(user)
         response = client.get(path)
         assert response.status_code == 302, path
-        assert response["Location"].startswith("/admin/login/")
+        assert response["Location"].startswith("/login/")
 
 
 @pytest.mark.parametrize("template", PAGES)
@@ -72,7 +72,7 @@ def test_actions_refuse_anonymous_viewers_missing_csrf_and_get(template, dead_jo
     data = {"action": "retry", "job_id": [JOB_ID]}
 
     anonymous = Client().post(path, data)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
 
     viewer = Client()
     viewer.force_login(_user("viewer", group=VIEWERS_GROUP))

@@ -9,6 +9,7 @@ from django.db.models import Count, F, Max, Min, Q
 
 from ..models import JobError, JobRecord
 from ..statuses import JobStatus
+from .jobs import JobFilter, job_queryset
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,16 @@ def dead_letter_groups(*, queue: str = "", limit: int = 100) -> list[FailureGrou
             )
         )
     return result
+
+
+def dead_letter_count_since(*, filters: JobFilter, since: datetime, cap: int) -> int:
+    """How many dead letters matching ``filters`` died after ``since`` (when a page of them
+    was shown), counting no further than ``cap``.
+
+    Counted on the record's ``updated_at``, which the recorder stamps when it applies a
+    change, so a death it records a moment after the page was shown still counts. A dead
+    letter's record changes only when it dies: retried it is no longer dead, discarded no
+    longer listed. Not the list's order (first enqueued): a job dies after its retries,
+    below rows enqueued later.
+    """
+    return job_queryset(filters=filters).filter(status=JobStatus.DEAD, updated_at__gt=since)[:cap].count()

@@ -64,6 +64,11 @@ class Page:
     next_cursor: str | None
     total: Total | None = None
 
+    @property
+    def first_cursor(self) -> str | None:
+        """Where this page begins (its first row): what ``job_count_newer`` counts from."""
+        return _encode_cursor(self.items[0]) if self.items else None
+
 
 def job_queryset(*, filters: JobFilter) -> QuerySet[JobRecord]:
     qs = JobRecord.objects.all()
@@ -182,6 +187,18 @@ def _few_newest(qs: QuerySet[JobRecord], *, after: tuple[float, int] | None, lim
         return Total(estimate, exact=False, estimated=True) if estimate > bound else Total(bound, exact=False)
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=next_cursor, total=Total(total))
+
+
+def job_count_newer(*, filters: JobFilter, cursor: str | None, cap: int) -> int:
+    """How many jobs matching ``filters`` come before the row at ``cursor`` in the list's
+    order (newest first), counting no further than ``cap``: the jobs that arrived above a
+    first page shown from that row (every matching job when that page was empty)."""
+    qs = job_queryset(filters=filters).filter(enqueued_at__isnull=False)
+    if cursor:
+        stamp, pk = _decode_cursor(cursor)
+        moment = datetime.fromtimestamp(stamp, tz=UTC)
+        qs = qs.filter(Q(enqueued_at__gt=moment) | Q(enqueued_at=moment, pk__gt=pk))
+    return qs[:cap].count()
 
 
 def job_count_capped(*, filters: JobFilter, cap: int) -> int:

@@ -34,13 +34,51 @@
     if (state) state.textContent = paused ? "paused" : (visible() ? "live" : "waiting for this tab");
   }
 
+  // The header's Menu button: on a phone the nav and the tools fold behind it.
+  function toggleMenu(button) {
+    var bar = button.closest(".topbar");
+    var open = !bar.classList.contains("menu-open");
+    bar.classList.toggle("menu-open", open);
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+
+  // A copy button next to an id: the clipboard API where the page is a secure context
+  // (HTTPS, localhost), else the old select-and-copy.
+  function copy(button) {
+    var text = button.getAttribute("data-copy");
+    function done() {
+      button.classList.add("copied");
+      button.title = "Copied";
+      window.setTimeout(function () { button.classList.remove("copied"); button.title = "Copy the job id"; }, 1500);
+    }
+    function fallback() {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "offscreen";
+      document.body.appendChild(area);
+      area.select();
+      try { if (document.execCommand("copy")) done(); } catch (e) { /* nothing copied */ }
+      area.remove();
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+  }
+
   document.addEventListener("click", function (event) {
-    var target = event.target;
-    if (target && target.id === "live-toggle") {
+    var target = event.target && event.target.closest ? event.target.closest("button") : null;
+    if (!target) return;
+    if (target.id === "live-toggle") {
       paused = !paused;
       try { window.localStorage.setItem(KEY, paused ? "1" : "0"); } catch (e) { /* ignore */ }
       renderToggle();
       if (!paused) tick(true);
+    } else if (target.id === "theme-toggle" && window.jobsiteTheme) {
+      window.jobsiteTheme.toggle();
+    } else if (target.id === "menu-toggle") {
+      toggleMenu(target);
+    } else if (target.classList.contains("copy") && target.hasAttribute("data-copy")) {
+      copy(target);
     }
   });
 
@@ -127,6 +165,9 @@
     if (xhr && xhr.status === 286 && event.detail.elt) event.detail.elt.removeAttribute("data-poll");
   });
 
-  document.addEventListener("DOMContentLoaded", renderToggle);
+  document.addEventListener("DOMContentLoaded", function () {
+    renderToggle();
+    if (window.jobsiteTheme) window.jobsiteTheme.apply();  // the toggle shows the theme in force
+  });
   window.setInterval(tick, 500);
 })();
