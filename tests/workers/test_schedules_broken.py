@@ -335,3 +335,21 @@ def test_run_scheduler_starts_and_fires_beside_bad_declarations(transactional_db
     good = Schedule.objects.get(name="good")
     assert queued_job_ids(redis_conn, "high") == [good.last_job_id]
     assert list(Schedule.objects.values_list("name", flat=True)) == ["good"]
+
+
+def test_redis_away_retries_at_the_base_delay_however_long_the_outage(transactional_db, redis_conn, settings):
+    """Not the schedule's fault: it fires soon after Redis is back, not after a grown backoff."""
+    schedule = make("nightly", queue="low", interval=60)
+    working = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nobody listens
+    for moment in (60.5, 66, 72, 78):  # four failed pushes in a row
+        schedules_fire_due(now=at(moment))
+        schedule.refresh_from_db()
+        assert schedule.retry_at == at(moment) + timedelta(seconds=5)
+    assert schedule.push_failures == 4 and "Redis is unavailable" in schedule.broken_reason
+
+    settings.REDIS_URL = working
+    schedules_fire_due(now=at(83.5))
+    schedule.refresh_from_db()
+    assert not schedule.is_broken
+    assert queued_job_ids(redis_conn, "low") == [ScheduleRun.objects.get(schedule=schedule).job_id]

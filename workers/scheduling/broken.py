@@ -26,10 +26,12 @@ def retry_delay(failures: int) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** min(max(failures - 1, 0), 32)))
 
 
-def schedule_mark_broken(*, schedule_id: int, reason: str, now: datetime) -> datetime | None:
+def schedule_mark_broken(*, schedule_id: int, reason: str, now: datetime, transient: bool = False) -> datetime | None:
     """Set the schedule aside with ``reason`` until its next try; returns when that is.
 
-    Reads only the fields it needs: the rest of the row may be what cannot be read.
+    ``transient``: Redis was away (the schedule itself is fine): it is tried again after the
+    base delay, not a backoff that grows through the outage, so it fires soon after Redis
+    is back. Reads only the fields it needs: the rest of the row may be what cannot be read.
     """
     with transaction.atomic():
         row = (
@@ -43,7 +45,7 @@ def schedule_mark_broken(*, schedule_id: int, reason: str, now: datetime) -> dat
         if row["retry_at"] is not None and row["retry_at"] > now:
             return row["retry_at"]  # another scheduler set it aside a moment ago: one failure, one backoff
         failures = row["push_failures"] + 1
-        retry_at = now + retry_delay(failures)
+        retry_at = now + retry_delay(1 if transient else failures)
         Schedule.objects.filter(pk=schedule_id).update(
             broken_reason=bounded(reason),
             broken_since=row["broken_since"] or now,

@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from rq.exceptions import DuplicateJobError
 
-from ..api import EnqueueError, job_enqueue
+from ..api import EnqueueError, QueueUnavailable, job_enqueue
 from ..conf import setting
 from ..models import CatchUp, JobOrigin, Schedule, ScheduleRun
 from ..redis import SCHEDULER_HEARTBEAT_KEY
@@ -50,6 +50,7 @@ def schedule_push(schedule: Schedule, run: ScheduleRun, *, now: datetime | None 
     """
     now = now or timezone.now()
     reason = schedule_problem(schedule)  # as it is now: a deploy may have removed its queue since
+    transient = False
     if reason is None:
         try:
             job_enqueue(
@@ -65,10 +66,12 @@ def schedule_push(schedule: Schedule, run: ScheduleRun, *, now: datetime | None 
             pass  # pushed before (by a scheduler that died before marking it): once is enough
         except EnqueueError as exc:
             reason = str(exc)
+        except QueueUnavailable as exc:  # Redis away or not replicated: not the schedule's fault
+            reason, transient = f"the job could not be pushed: {exc}", True
         except Exception as exc:  # Redis away, a serializer that refuses...: tried again after the backoff
             reason = f"the job could not be pushed: {type(exc).__name__}: {exc}"
     if reason is not None:
-        schedule_mark_broken(schedule_id=schedule.pk, reason=reason, now=now)
+        schedule_mark_broken(schedule_id=schedule.pk, reason=reason, now=now, transient=transient)
         return False
     ScheduleRun.objects.filter(pk=run.pk).update(enqueued=True)
     schedule_mend(schedule=schedule)
