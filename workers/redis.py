@@ -6,12 +6,19 @@ part of jobsite reads or writes is spelled here, once.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import redis_url
+
+log = logging.getLogger(__name__)
 
 # --- keys ------------------------------------------------------------------------------
 # Lifecycle events: one stream, read by the recorders as one consumer group.
@@ -29,6 +36,8 @@ SCHEDULER_HEARTBEAT_KEY = "jobsite:scheduler:{}"
 # Watchdog guards: one watchdog acts on an orphan; a job seen lost once, then again.
 WATCHDOG_ORPHAN_KEY = "jobsite:watchdog:{}:{}"  # job id, attempt
 LOST_KEY = "jobsite:lost:{}"
+# A job whose RQ hash vanished (Redis came back without it): one watchdog records it lost.
+VANISHED_KEY = "jobsite:vanished:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"
 # Ordered jobs: key -> epoch of its last progress; keys seen stuck; the watchdog's lock;
@@ -81,3 +90,53 @@ def connection_reset() -> None:
     global _cached
     with _lock:
         _cached = None
+
+
+# --- outages -----------------------------------------------------------------------------
+# What Redis answers while it restarts, fails over or is cut off: wait and try again. (A
+# replica not yet promoted refuses writes; one loading its data answers LOADING, which
+# redis-py raises as a ConnectionError.) Any other error is a bug or bad input, not an outage.
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, MasterDownError)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row: 0.5 s doubling to 10 s at most."""
+    return min(0.5 * 2 ** max(failures - 1, 0), 10.0)
+
+
+class RedisOutage:
+    """What a process knows of Redis being away, shared by its loops and threads.
+
+    Each loop that meets a Redis error calls ``began`` and waits ``backoff(n)`` before it
+    tries again; the first to get through calls ``ended``. So an outage is logged once when
+    it begins and once when it is over, however many loops retry meanwhile.
+    """
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.count = 0  # outages begun so far
+        self.ended_at: float | None = None  # time.monotonic() when the last one was over
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def began(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+            self.count += 1
+        log.warning("%s: Redis is unavailable (%s: %s); waiting for it", self.who, type(exc).__name__, exc)
+
+    def ended(self) -> None:
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+            if since is None:
+                return
+            self.ended_at = time.monotonic()
+        log.info("%s: Redis answers again after %.1f s; going on", self.who, self.ended_at - since)
