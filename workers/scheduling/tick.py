@@ -21,13 +21,15 @@ from django.db.models import F
 from django.utils import timezone
 from rq.exceptions import DuplicateJobError
 
-from ..api import job_enqueue
+from ..api import QueueUnavailable, job_enqueue
 from ..conf import setting
 from ..models import CatchUp, JobOrigin, Schedule, ScheduleRun
-from ..redis import SCHEDULER_HEARTBEAT_KEY
+from ..redis import REDIS_DOWN, SCHEDULER_HEARTBEAT_KEY
 from .due import due_window
 
 log = logging.getLogger(__name__)
+# Redis is away: raised by Redis itself, or by the enqueue that met it.
+REDIS_AWAY: tuple[type[Exception], ...] = (QueueUnavailable, *REDIS_DOWN)
 
 
 def run_job_id(schedule: Schedule, due: datetime | None) -> str:
@@ -84,7 +86,11 @@ def schedule_fire(*, schedule: Schedule, now: datetime) -> ScheduleRun | None:
 
 
 def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
-    """One scheduler tick: push runs a dead scheduler left unpushed, then fire what is due."""
+    """One scheduler tick: push runs a dead scheduler left unpushed, then fire what is due.
+
+    Redis being away ends the tick (``QueueUnavailable``): a run claimed but not pushed
+    is pushed by the first tick after the outage.
+    """
     runs: list[ScheduleRun] = []
     run: ScheduleRun | None
     stale = now - timedelta(seconds=5)
@@ -95,6 +101,8 @@ def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
     for schedule in due[:limit]:
         try:
             run = schedule_fire(schedule=schedule, now=now)
+        except REDIS_AWAY:
+            raise  # not this schedule's fault: the caller waits for Redis
         except Exception:
             log.exception("schedule %s could not fire; will try again", schedule.name)
             continue
