@@ -11,10 +11,12 @@ until Redis is gone. The processes are the real commands; Redis is the test's ow
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import django_rq
 import psycopg
 import pytest
 from django.db import connection
@@ -27,8 +29,10 @@ from tests.faults.conftest import database_writes_held, mentions, wait_for_menti
 from workers import enqueue
 from workers.events import LOST_REASON
 from workers.models import CatchUp, JobError, JobMetricTotal, JobRecord, JobStatus, Schedule, ScheduleRun
+from workers.recording.consumer import drain
 from workers.redis import SCHEDULER_HEARTBEAT_KEY, STREAM_GROUP, STREAM_KEY
 from workers.runtime.liveness import live_workers
+from workers.runtime.worker import TrackingSimpleWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -110,6 +114,38 @@ def test_an_outage_while_a_job_runs(own_redis, start_worker, tmp_path, simple, e
         assert JobError.objects.get(job=record, attempt=1).exc_type == "RedisConnectionLost"
     _registered(worker, own_redis.client())
     _goes_on(worker)
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_between_popping_a_job_and_starting_it(own_redis, run_burst, empty):
+    """Driven step by step in this process, the worker pops the job, then Redis goes before
+    the job can start: it did not run, so it goes back to its queue (or, gone with Redis's
+    data, is recorded lost), and the worker goes on."""
+    job = enqueue("tests.jobfuncs.add", 2, 3)
+    drain()
+    worker = django_rq.get_worker("high", "default", worker_class=TrackingSimpleWorker, name="step-by-step")
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    redis = own_redis.client()
+    assert popped.id == job.id and redis.llen(queue.key) == 0
+
+    own_redis.stop(wipe=empty)
+    attempt = threading.Thread(target=worker.execute_job, args=(popped, queue), daemon=True)
+    attempt.start()
+    wait_for(lambda: worker._jobsite_outage.ongoing, timeout=30)
+    own_redis.start()
+    attempt.join(timeout=60)
+    assert not attempt.is_alive()
+
+    assert not worker.executions  # the worker says it runs nothing
+    if empty:
+        drain()
+        _lost(JobRecord.objects.get(job_id=job.id))
+    else:
+        assert redis.lrange(queue.key, 0, -1) == [job.id.encode()]
+        assert not redis.zcard(queue.started_job_registry.key)
+        run_burst()
+        record = JobRecord.objects.get(job_id=job.id)
+        assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 1, "5")
 
 
 @WITH_DATA_OR_EMPTY

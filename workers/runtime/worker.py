@@ -25,7 +25,7 @@ from rq.worker import SimpleWorker, Worker
 from .. import events
 from ..conf import setting
 from ..ordering.keys import key_job_ended
-from ..redis import REDIS_DOWN, RedisOutage, backoff
+from ..redis import REDIS_DOWN, REQUEUE_GUARD_KEY, RedisOutage, backoff
 from ..rq.failures import describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
@@ -300,6 +300,9 @@ class TrackingMixin:
                 self.name,  # type: ignore[attr-defined]
                 job.id,
             )
+        if self._jobsite_execution is None:  # RQ keeps it before Redis has saved it
+            executions = self.executions.values()  # type: ignore[attr-defined]
+            self._jobsite_execution = next((e for e in executions if e.job_id == job.id), None)
         try:
             self._jobsite_until_redis_answers(self._jobsite_attempt_end, job, queue, attempt, reason)
         finally:
@@ -310,12 +313,16 @@ class TrackingMixin:
         """End an attempt that met a Redis outage, if its outcome never reached Redis.
 
         Still `started` under this live worker, nobody else would ever fail it: it fails
-        here (and is retried or dead). Its hash gone (Redis came back without its data),
-        there is nothing left to fail or retry: it is recorded lost.
+        here (and is retried or dead). Still `queued`, it never started: it goes back to
+        its queue. Its hash gone (Redis came back without its data), there is nothing left
+        to fail or retry: it is recorded lost.
         """
         status, worker, data = self.connection.hmget(job.key, "status", "worker_name", "data")  # type: ignore[attr-defined]
         if data is None:
             self._jobsite_report_lost(job, attempt)
+            return
+        if status == RQStatus.QUEUED.value.encode():
+            self._jobsite_put_back(job, queue)
             return
         if status != RQStatus.STARTED.value.encode() or (worker or b"").decode() != self.name:  # type: ignore[attr-defined]
             return  # its outcome reached Redis (or another worker runs it now)
@@ -326,6 +333,22 @@ class TrackingMixin:
         if job.get_status(refresh=True) == RQStatus.STARTED:
             # RQ logs and drops a failure it could not write: Redis went away again.
             raise RedisConnectionError(f"the failure of job {job.id} could not be saved")
+
+    def _jobsite_put_back(self, job: Job, queue: Any) -> None:
+        """Popped from its queue, never started (Redis went away in between, so the job did
+        not run): back to the front of its queue, unless a watchdog is putting it back."""
+        connection = self.connection  # type: ignore[attr-defined]
+        if connection.lpos(queue.key, job.id) is not None:
+            return
+        if not connection.set(REQUEUE_GUARD_KEY.format(job.id), 1, nx=True, ex=60):
+            return
+        self.log.warning("Worker %s: job %s never started; putting it back in its queue", self.name, job.id)  # type: ignore[attr-defined]
+        with connection.pipeline() as pipe:
+            if self._jobsite_execution is not None:
+                self._jobsite_execution.delete(job=job, pipeline=pipe)
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.lpush(queue.key, job.id)
+            pipe.execute()
 
     def _jobsite_report_lost(self, job: Job, attempt: int) -> None:
         name: str = self.name  # type: ignore[attr-defined]
