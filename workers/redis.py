@@ -13,7 +13,7 @@ import time
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, ReadOnlyError
+from redis.exceptions import MasterDownError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import redis_url
@@ -97,6 +97,13 @@ def connection_reset() -> None:
 # replica not yet promoted refuses writes; one loading its data answers LOADING, which
 # redis-py raises as a ConnectionError.) Any other error is a bug or bad input, not an outage.
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, MasterDownError)
+
+
+def raise_if_failing_over(exc: ResponseError) -> None:
+    """A server turned replica in a fail-over cuts its blocking commands (BLPOP, XREADGROUP
+    BLOCK) short with UNBLOCKED: that is Redis being away too, not a bad command."""
+    if str(exc).startswith("UNBLOCKED"):
+        raise RedisConnectionError(f"Redis is failing over: {exc}") from exc
 
 
 def backoff(failures: int) -> float:

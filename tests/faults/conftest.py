@@ -23,7 +23,7 @@ from redis import Redis
 from tests.conftest import ROOT, WORKER_APPNAME, WorkerProcess, database_url, wait_for
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -35,7 +35,7 @@ class OwnRedis:
     data away, as a restart without persistence or a fail-over to an empty replica does."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = _free_port(), workdir
+        self.port, self.workdir = free_port(), workdir
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from rq.suspension import resume, suspend
 
 from tests.conftest import WORKER_APPNAME, child_pids, database_url, process_alive, wait_for
-from tests.faults.conftest import database_writes_held, mentions, wait_for_mention
+from tests.faults.conftest import OwnRedis, database_writes_held, free_port, mentions, wait_for_mention
 from workers import enqueue
 from workers.events import LOST_REASON
 from workers.models import CatchUp, JobError, JobMetricTotal, JobRecord, JobStatus, Schedule, ScheduleRun
@@ -187,6 +187,39 @@ def test_an_outage_while_the_worker_is_suspended(own_redis, start_worker, empty)
         for n, job in enumerate(waiting):
             assert _ended(job.id, JobStatus.FINISHED).result_repr == str(2 * n)
     _goes_on(worker)
+
+
+@WITH_DATA_OR_EMPTY
+def test_a_fail_over_in_progress(own_redis, start_worker, start_command, tmp_path, empty):
+    """The server turns replica (as Sentinel demotes an old master): blocked commands are cut
+    short (UNBLOCKED), writes refused (READONLY), until it is promoted again. Empty: it first
+    copies a master that never had the jobs, as a replica that had not caught up would."""
+    worker = start_worker()
+    recorder = start_command("record_events")
+    scheduler = start_command("run_scheduler", "--no-sync")
+    first = enqueue("tests.jobfuncs.add", 1, 1)
+    _ended(first.id, JobStatus.FINISHED)
+    redis = own_redis.client()
+    master_port = free_port()
+    if empty:
+        master_dir = tmp_path / "master"
+        master_dir.mkdir()
+        master = OwnRedis(master_dir)
+        master.start()
+        master_port = master.port
+
+    redis.replicaof("127.0.0.1", master_port)
+    for process in (worker, recorder, scheduler):
+        wait_for_mention(process, OUTAGE)
+    if empty:
+        wait_for(lambda: redis.info("replication")["master_link_status"] == "up", timeout=30)
+        assert not redis.exists(f"rq:job:{first.id}")  # the replica has what its master had
+    redis.replicaof("no", "one")  # promoted
+
+    _registered(worker, redis)
+    _goes_on(worker, recorder, scheduler)
+    if empty:
+        master.stop()
 
 
 # --- RQ's scheduler in a worker ---------------------------------------------------------------

@@ -20,7 +20,15 @@ from redis.exceptions import ResponseError
 
 from .. import events
 from ..conf import setting
-from ..redis import REDIS_DOWN, STREAM_GROUP, STREAM_KEY, UNAPPLIED_KEY, RedisOutage, backoff
+from ..redis import (
+    REDIS_DOWN,
+    STREAM_GROUP,
+    STREAM_KEY,
+    UNAPPLIED_KEY,
+    RedisOutage,
+    backoff,
+    raise_if_failing_over,
+)
 from ..redis import connection as redis_connection
 from ..rq.forkguard import FORK_GUARD
 from .apply import apply_events, is_transient
@@ -55,6 +63,7 @@ class Recorder:
         try:
             return command(*args, **kwargs)
         except ResponseError as exc:
+            raise_if_failing_over(exc)
             if "NOGROUP" not in str(exc):
                 raise
             self._group_ready = False

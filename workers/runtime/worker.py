@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -25,7 +26,7 @@ from rq.worker import SimpleWorker, Worker
 from .. import events
 from ..conf import setting
 from ..ordering.keys import key_job_ended
-from ..redis import REDIS_DOWN, REQUEUE_GUARD_KEY, RedisOutage, backoff
+from ..redis import REDIS_DOWN, REQUEUE_GUARD_KEY, RedisOutage, backoff, raise_if_failing_over
 from ..rq.failures import describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
@@ -123,6 +124,18 @@ class TrackingMixin:
 
     def run_maintenance_tasks(self) -> None:
         self._jobsite_until_redis_answers(super().run_maintenance_tasks)  # type: ignore[misc]
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        # RQ waits out a connection error while it blocks on the queues, but not a fail-over
+        # in progress (the server turned replica: UNBLOCKED, then READONLY): that ended it.
+        return self._jobsite_until_redis_answers(self._jobsite_dequeue, timeout, max_idle_time)
+
+    def _jobsite_dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
+        try:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        except ResponseError as exc:
+            raise_if_failing_over(exc)
+            raise
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
         try:
