@@ -216,6 +216,25 @@ def failed(
     )  # fmt: skip
 
 
+# A lost event: dead, but only for an attempt whose outcome the records do not know yet.
+LOST = "lost"
+LOST_REASON = "lost: its RQ job vanished from Redis"
+
+
+def lost(
+    *, job_id: str, attempt: int, worker: str, detail: str, descriptor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An attempt whose RQ job vanished from Redis (it came back without its data, or failed
+    over to a replica that never had the job): nothing is left to retry, so the job is dead
+    with the reason. The recorder applies it only if no outcome of that attempt (or a later
+    one) is recorded: a finished attempt whose hash was then lost stays finished."""
+    message = f"{LOST_REASON} ({detail})"
+    return _event(
+        JobStatus.DEAD, job_id, attempt, descriptor, w=worker, xt="JobLost", xm=bounded(message), tb=bounded(message),
+        **{LOST: 1},
+    )  # fmt: skip
+
+
 def progress(*, job_id: str, attempt: int, percent: int, message: str) -> dict[str, Any]:
     return _event(PROGRESS, job_id, attempt, None, p=percent, m=message)
 

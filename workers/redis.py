@@ -6,15 +6,22 @@ part of jobsite reads or writes is spelled here, once.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .conf import RedisSettings, redis_settings
+
+log = logging.getLogger(__name__)
 
 # --- keys ------------------------------------------------------------------------------
 # Lifecycle events: one stream, read by the recorders as one consumer group.
@@ -35,6 +42,8 @@ SCHEDULER_HEARTBEAT_KEY = "jobsite:scheduler:{}"
 # Watchdog guards: one watchdog acts on an orphan; a job seen lost once, then again.
 WATCHDOG_ORPHAN_KEY = "jobsite:watchdog:{}:{}"  # job id, attempt
 LOST_KEY = "jobsite:lost:{}"
+# A job whose RQ hash vanished (Redis came back without it): one watchdog records it lost.
+VANISHED_KEY = "jobsite:vanished:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"
 # Reconciliation: one pass at a time across workers, and where each window stopped
@@ -161,3 +170,60 @@ def replicas_wait(client: Redis, *, replicas: int, timeout_ms: int) -> int:
         pipe.set(REPLICATION_PROBE_KEY, os.getpid())
         pipe.wait(replicas, timeout_ms)
         return int(pipe.execute()[1])
+
+
+# --- outages -----------------------------------------------------------------------------
+# What Redis answers while it restarts, fails over or is cut off: wait and try again. (A
+# replica not yet promoted refuses writes; one loading its data answers LOADING, which
+# redis-py raises as a ConnectionError.) Any other error is a bug or bad input, not an outage.
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, MasterDownError)
+
+
+def raise_if_failing_over(exc: ResponseError) -> None:
+    """A server turned replica in a fail-over cuts its blocking commands (BLPOP, XREADGROUP
+    BLOCK) short with UNBLOCKED: that is Redis being away too, not a bad command."""
+    if str(exc).startswith("UNBLOCKED"):
+        raise RedisConnectionError(f"Redis is failing over: {exc}") from exc
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row: 0.5 s doubling to 10 s at most."""
+    return min(0.5 * 2 ** max(failures - 1, 0), 10.0)
+
+
+class RedisOutage:
+    """What a process knows of Redis being away, shared by its loops and threads.
+
+    Each loop that meets a Redis error calls ``began`` and waits ``backoff(n)`` before it
+    tries again; the first to get through calls ``ended``. So an outage is logged once when
+    it begins and once when it is over, however many loops retry meanwhile.
+    """
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.count = 0  # outages begun so far
+        self.ended_at: float | None = None  # time.monotonic() when the last one was over
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def began(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+            self.count += 1
+        log.warning("%s: Redis is unavailable (%s: %s); waiting for it", self.who, type(exc).__name__, exc)
+
+    def ended(self) -> None:
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+            if since is None:
+                return
+            self.ended_at = time.monotonic()
+        log.info("%s: Redis answers again after %.1f s; going on", self.who, self.ended_at - since)

@@ -1,19 +1,14 @@
 """Redis restarts in mid-run: producers get a clear error at once, workers reconnect and
-go on, and every record is reconciled afterwards. The test owns its redis-server."""
+go on, and every record is reconciled afterwards. The test owns its redis-server (``own_redis``,
+tests/faults/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connections
-from redis import Redis
 
 from tests.conftest import wait_for
 from workers import enqueue
@@ -21,54 +16,6 @@ from workers.api import QueueUnavailable
 from workers.models import JobRecord, JobStatus
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, persisting to an append-only file so that a
-    restart keeps the queues, as a production Redis would."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = _free_port(), workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(self._answers, timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            return bool(Redis.from_url(self.url, socket_timeout=0.5).ping())
-        except Exception:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path, settings, monkeypatch):
-    server = OwnRedis(tmp_path)
-    server.start()
-    settings.REDIS_URL = server.url
-    for name in django_settings.RQ_QUEUES:
-        monkeypatch.setitem(
-            django_settings.RQ_QUEUES[name], "URL", server.url + "?socket_connect_timeout=2&socket_timeout=5"
-        )
-    yield server
-    server.stop()
 
 
 def _returns_within(seconds: float, call) -> object:

@@ -54,6 +54,28 @@ def test_a_new_attempt_moves_on_from_the_last_ones_end():
     assert record.ended_at is None
 
 
+def test_a_lost_event_ends_an_attempt_only_when_no_outcome_of_it_is_recorded():
+    """Redis came back without the job: its record ends dead, lost, unless the attempt's
+    outcome (or a later attempt) is already recorded, whatever the events' order."""
+    from workers.events import LOST_REASON, lost
+
+    t = time.time()
+    apply_events([_event("queued", 1, t), {**lost(job_id="job-1", attempt=1, worker="", detail="gone"), "t": t + 9}])
+    record = JobRecord.objects.get(job_id="job-1")
+    assert (record.status, record.attempts) == (JobStatus.DEAD, 1)
+    assert record.last_error == f"JobLost: {LOST_REASON} (gone)"
+    assert JobError.objects.get(job=record).exc_type == "JobLost"
+
+    for earlier in ("finished", "retrying"):
+        JobRecord.objects.all().delete()
+        apply_events([_event(earlier, 1, t, w="w1", xt="E", xm="m", tb="", res="42")])
+        apply_events([{**lost(job_id="job-1", attempt=1, worker="w2", detail="gone"), "t": t + 9}])
+        record = JobRecord.objects.get(job_id="job-1")
+        assert record.status == earlier
+        assert not JobError.objects.filter(job=record, exc_type="JobLost").exists()
+        assert sum(JobMetric.objects.values_list("dead", flat=True)) == 1  # the first one's only
+
+
 def test_progress_applies_only_to_the_running_attempt():
     t = time.time()
     apply_events([_event("started", 1, t, w="w", start=t), {**_event("progress", 1, t + 1), "p": 40, "m": "halfway"}])

@@ -19,6 +19,7 @@ from rq import Queue
 
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from tests.conftest import ROOT, database_url
+from workers.api import QueueUnavailable
 from workers.apps import check_declared_schedules
 from workers.models import Schedule, ScheduleRun
 from workers.scheduling.sync import schedule_save, schedules_sync
@@ -156,7 +157,8 @@ def test_a_run_whose_push_fails_after_the_claim_waits_for_the_backoff_and_then_g
     working = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nobody listens
 
-    assert schedules_fire_due(now=at(60.5)) == []
+    with pytest.raises(QueueUnavailable):  # the tick ends: run_scheduler waits for Redis
+        schedules_fire_due(now=at(60.5))
 
     schedule.refresh_from_db()
     assert "Redis is unavailable" in schedule.broken_reason
@@ -343,7 +345,8 @@ def test_redis_away_retries_at_the_base_delay_however_long_the_outage(transactio
     working = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nobody listens
     for moment in (60.5, 66, 72, 78):  # four failed pushes in a row
-        schedules_fire_due(now=at(moment))
+        with pytest.raises(QueueUnavailable):
+            schedules_fire_due(now=at(moment))
         schedule.refresh_from_db()
         assert schedule.retry_at == at(moment) + timedelta(seconds=5)
     assert schedule.push_failures == 4 and "Redis is unavailable" in schedule.broken_reason

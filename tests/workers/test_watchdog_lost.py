@@ -66,3 +66,42 @@ def test_a_retry_popped_by_a_dying_worker_is_put_back_too(redis_conn, run_burst)
     run_burst()
     record = JobRecord.objects.get(job_id=job.id)
     assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 2, "'ok after 2 calls'")
+
+
+def test_records_whose_rq_job_vanished_from_redis_end_lost_unless_a_live_worker_runs_them(redis_conn):
+    """Redis came back without its data: the waiting and running jobs it held are gone, and
+    nothing would ever end their records but this watchdog."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import JobRecordFactory
+    from workers.events import LOST_REASON
+    from workers.runtime.liveness import mark_alive
+    from workers.runtime.watchdog import vanished_jobs_end
+
+    long_ago = timezone.now() - timedelta(minutes=5)
+    kept = enqueue("tests.jobfuncs.add", 1, 1)  # its hash is in Redis
+    drain()
+    JobRecord.objects.filter(job_id=kept.id).update(status_changed_at=long_ago)
+    waiting = JobRecordFactory(status=JobStatus.QUEUED, attempts=0, status_changed_at=long_ago)
+    retrying = JobRecordFactory(status=JobStatus.RETRYING, attempts=1, status_changed_at=long_ago)
+    orphan = JobRecordFactory(status=JobStatus.STARTED, worker="w-gone", status_changed_at=long_ago)
+    running = JobRecordFactory(status=JobStatus.STARTED, worker="w-live", status_changed_at=long_ago)
+    recent = JobRecordFactory(status=JobStatus.QUEUED, status_changed_at=timezone.now())
+    mark_alive(redis_conn, "w-live", running=running.job_id)
+
+    assert vanished_jobs_end(redis_conn) == (3, 0)
+    assert vanished_jobs_end(redis_conn) == (0, 0)  # once, however many watchdogs look
+    drain()
+
+    for record, attempt in ((waiting, 1), (retrying, 2), (orphan, 1)):
+        record.refresh_from_db()
+        assert (record.status, record.attempts) == (JobStatus.DEAD, attempt)
+        assert record.last_error.startswith(f"JobLost: {LOST_REASON}")
+    statuses = dict(
+        JobRecord.objects.filter(job_id__in=[kept.id, running.job_id, recent.job_id]).values_list("job_id", "status")
+    )
+    assert statuses == {kept.id: JobStatus.QUEUED, running.job_id: JobStatus.STARTED, recent.job_id: JobStatus.QUEUED}
+    # Walked in pages: the next page starts after the last record seen.
+    assert vanished_jobs_end(redis_conn, limit=1)[1] > 0

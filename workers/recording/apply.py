@@ -138,6 +138,9 @@ def _apply_one(batch: _Batch, record: JobRecord, event: dict[str, Any]) -> None:
     status = JobStatus(kind)
     rank = STATUS_RANK[status]
     current = (record.attempts, STATUS_RANK[JobStatus(record.status)], record.status_changed_at)
+    if event.get(events.LOST) and record.status_changed_at is not None:
+        if current[0] > attempt or (current[0] == attempt and current[1] == ENDED):
+            return  # that attempt's outcome is known (or the job moved on): nothing was lost
     moment = _dt(event["t"]) or datetime.now(UTC)
     first_seen = record.status_changed_at is None
     reconciled = _reconciled(event)

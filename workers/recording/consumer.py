@@ -20,7 +20,16 @@ from redis.exceptions import ResponseError
 
 from .. import events
 from ..conf import setting
-from ..redis import HELD_KEY, STREAM_GROUP, STREAM_KEY, UNAPPLIED_KEY
+from ..redis import (
+    HELD_KEY,
+    REDIS_DOWN,
+    STREAM_GROUP,
+    STREAM_KEY,
+    UNAPPLIED_KEY,
+    RedisOutage,
+    backoff,
+    raise_if_failing_over,
+)
 from ..redis import connection as redis_connection
 from ..rq.forkguard import FORK_GUARD
 from . import unapplied
@@ -63,6 +72,7 @@ class Recorder:
         try:
             return command(*args, **kwargs)
         except ResponseError as exc:
+            raise_if_failing_over(exc)
             if "NOGROUP" not in str(exc):
                 raise
             self._group_ready = False
@@ -224,13 +234,19 @@ class Recorder:
                 return self._apply_and_ack(entries)  # type: ignore[arg-type]
         return 0
 
-    def run(self, stop: threading.Event, *, between: Any = None, block_ms: int = 500) -> None:
+    def run(
+        self, stop: threading.Event, *, between: Any = None, block_ms: int = 500, outage: RedisOutage | None = None
+    ) -> None:
         """Apply batches until ``stop`` is set; Redis or the database being away never ends it.
 
         ``between`` (a callable) runs once per round first: the worker's companion does
         its watchdog passes there. After a small batch the loop waits RECORDER_PAUSE so
         events gather: one transaction for many jobs costs the jobs beside it far less.
+        A Redis outage is waited out with a backoff and logged once (``outage``: the
+        process's own, shared with its other loops); events wait in Redis meanwhile, and
+        a batch applied but not acknowledged is applied again, which changes nothing.
         """
+        outage = outage or RedisOutage(f"recorder {self.name}")
         failures = 0
         next_claim = next_release = 0.0
         while not stop.is_set():
@@ -245,16 +261,21 @@ class Recorder:
                     self.release_held()
                     next_release = moment + RELEASE_EVERY
                 applied = self.step(block_ms=block_ms)
+                outage.ended()
                 if 0 < applied < self.batch_size:
                     stop.wait(setting("RECORDER_PAUSE"))
                 failures = 0
+            except REDIS_DOWN as exc:
+                failures += 1
+                outage.began(exc)
+                stop.wait(backoff(failures))
             except Exception:
-                # Redis or the database is away: jobs go on, events wait in Redis.
+                # The database is away: jobs go on, events wait in Redis.
                 failures += 1
                 log.exception("recorder %s: will retry", self.name)
                 with FORK_GUARD:
                     connections.close_all()
-                stop.wait(min(0.5 * 2**failures, 10))
+                stop.wait(backoff(failures))
 
     def drain(self) -> int:
         """Apply everything pending now, including what other consumers left unacknowledged,

@@ -11,6 +11,7 @@ from rq.job import JobStatus as RQStatus
 from rq.scheduler import RQScheduler
 
 from .. import events
+from ..redis import REDIS_DOWN, RedisOutage, backoff
 from ..statuses import JobStatus
 from .job import TrackedJob
 
@@ -24,20 +25,75 @@ class WorkerScheduler(RQScheduler):
     as plain RQ jobs, so no `queued` event was written and the record said retrying or
     scheduled until a worker started the job. And RQ forks the scheduler from the worker
     and never looks back: a worker killed with SIGKILL left it running as an orphan,
-    re-taking the queues' scheduler locks and moving due jobs for good.
+    re-taking the queues' scheduler locks and moving due jobs for good. And RQ's loop ends
+    the scheduler process on any Redis error (its heartbeat, its lock release on stopping).
     """
 
     _worker_pid: int | None = None
     LOOKAHEAD = 5  # seconds: jobs falling due while RQ looks are reported too
+    STOP_TRIES = 3  # a scheduler stopping while Redis is away leaves its locks to expire
 
     def start(self) -> Any:
         self._worker_pid = os.getpid()  # the fork below is our child
         return super().start()
 
-    def enqueue_scheduled_jobs(self) -> None:
+    def _worker_gone(self) -> bool:
         if self._worker_pid is not None and os.getppid() != self._worker_pid:
-            log.warning("scheduler %s: its worker (pid %s) is gone; stopping", self.name, self._worker_pid)
-            self._stop_requested = True  # RQ's loop stops and releases the locks next round
+            if not self._stop_requested:
+                log.warning("scheduler %s: its worker (pid %s) is gone; stopping", self.name, self._worker_pid)
+            self._stop_requested = True
+        return self._stop_requested
+
+    def work(self) -> None:
+        """RQ's loop (register, keep the locks, move due jobs, every ``interval``), but a
+        Redis outage is waited out, with the scheduler's locks re-taken when Redis is back
+        (one that came back empty forgot them), and a stop never waits for Redis for long."""
+        self._install_signal_handlers()
+        outage = RedisOutage(f"scheduler {self.name}")
+        failures = 0
+        registered = False
+        while not self._worker_gone():
+            try:
+                if not registered:
+                    self.register_birth()
+                    registered = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except REDIS_DOWN as exc:
+                failures += 1
+                outage.began(exc)
+                registered = False
+                self._sleep(backoff(failures))
+                continue
+            failures = 0
+            outage.ended()
+            self._sleep(self.interval)
+        self._stop_unless_redis_is_away()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._worker_gone() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+
+    def _stop_unless_redis_is_away(self) -> None:
+        for tries in range(1, self.STOP_TRIES + 1):
+            try:
+                self.stop()
+                return
+            except REDIS_DOWN as exc:
+                if tries == self.STOP_TRIES:
+                    log.warning(
+                        "scheduler %s: Redis is unavailable while stopping (%s); its locks expire on their own",
+                        self.name,
+                        exc,
+                    )
+                    return
+                time.sleep(backoff(tries))
+
+    def enqueue_scheduled_jobs(self) -> None:
+        if self._worker_gone():
             return
         if not self._scheduled_job_registries and self._acquired_locks:
             self.prepare_registries()

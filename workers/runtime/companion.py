@@ -13,11 +13,11 @@ from django.db import connections
 from ..conf import setting
 from ..ordering.watchdog import keys_watchdog
 from ..recording.consumer import Recorder
-from ..redis import ALIVE_KEY, WORKERS_SET, new_connection
+from ..redis import ALIVE_KEY, REDIS_DOWN, WORKERS_SET, RedisOutage, backoff, new_connection
 from ..rq.forkguard import FORK_GUARD
 from .liveness import mark_alive
 from .reconcile import reconcile_due
-from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue
+from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue, vanished_jobs_end
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -26,23 +26,31 @@ log = logging.getLogger(__name__)
 
 
 class Companion:
-    def __init__(self, worker: BaseWorker, *, record: bool = True) -> None:
+    def __init__(self, worker: BaseWorker, *, record: bool = True, outage: RedisOutage | None = None) -> None:
+        self.worker = worker
         self.worker_name = worker.name
         self.record = record
+        # The worker's own: a Redis outage is logged once for the whole process.
+        self.outage = outage or RedisOutage(f"jobsite companion of {worker.name}")
         # A client of its own: the recorder blocks on the stream, the worker's stays free.
         self.connection = new_connection()
         self.recorder = Recorder(self.connection, name=worker.name, batch_size=setting("RECORDER_BATCH"))
         self._stop = threading.Event()
         self._next_watchdog = 0.0
+        self._vanished_after = 0
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
         # Liveness has a thread of its own: a recorder batch waiting on a busy database
         # (SQLite's write lock can take seconds) must not make a live worker look dead,
         # or the watchdog would fail, and so re-run, the job it is running.
         self._beat = threading.Thread(target=self._heartbeat, name=f"jobsite-alive-{worker.name}", daemon=True)
 
+    def beat(self) -> None:
+        """Mark the worker alive, naming the job it runs (raises if Redis is away)."""
+        executions = list(getattr(self.worker, "executions", {}).values())
+        mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
+
     def start(self) -> None:
-        self.connection.sadd(WORKERS_SET, self.worker_name)
-        mark_alive(self.connection, self.worker_name)
+        """Start the threads; the worker marks itself alive first (``beat``)."""
         self._beat.start()
         self._thread.start()
 
@@ -55,6 +63,10 @@ class Companion:
                 self.recorder.drain()
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
             self.connection.srem(WORKERS_SET, self.worker_name)
+        except REDIS_DOWN as exc:
+            # Stopping while Redis is away: the liveness key expires on its own, and the
+            # events wait in Redis for the next recorder.
+            log.warning("jobsite companion of %s: Redis is unavailable while stopping (%s)", self.worker_name, exc)
         finally:
             with FORK_GUARD:
                 connections.close_all()
@@ -64,20 +76,33 @@ class Companion:
         return max(setting("WORKER_ALIVE_TTL") / 3, 0.5)
 
     def _heartbeat(self) -> None:
+        # While Redis is away it tries again at the same pace: beating late after an outage
+        # would make a live worker look dead to the watchdogs of the others.
         while not self._stop.wait(self._alive_every()):
             try:
-                mark_alive(self.connection, self.worker_name)
+                self.beat()
+            except REDIS_DOWN as exc:
+                self.outage.began(exc)
             except Exception:
-                log.warning("jobsite companion of %s: could not mark alive; will retry", self.worker_name)
+                log.exception("jobsite companion of %s: could not mark alive; will retry", self.worker_name)
+            else:
+                self.outage.ended()
 
     def _watchdogs(self) -> None:
-        """Every WATCHDOG_INTERVAL: fail orphaned jobs, put back lost ones, free locks and keys."""
+        """Every WATCHDOG_INTERVAL: fail orphaned jobs, put back lost ones, end vanished
+        ones, free locks and keys."""
         moment = time.monotonic()
         if moment < self._next_watchdog:
+            return
+        ended_at = self.outage.ended_at
+        if self.outage.ongoing or (ended_at is not None and moment - ended_at < setting("WORKER_ALIVE_TTL")):
+            # Every liveness key may have expired during the outage: judge no worker dead
+            # before the live ones have had time to beat again.
             return
         with FORK_GUARD:
             abandoned_jobs_fail(self.connection)
             lost_jobs_requeue(self.connection)
+            _ended, self._vanished_after = vanished_jobs_end(self.connection, after=self._vanished_after)
         dead_scheduler_locks_release(self.connection)
         keys_watchdog(self.connection)  # Redis only: no guard needed
         self._next_watchdog = moment + setting("WATCHDOG_INTERVAL")
@@ -90,17 +115,22 @@ class Companion:
         try:
             if self.record:
                 block_ms = int(min(self._alive_every(), 0.5) * 1000)
-                self.recorder.run(self._stop, between=self._watchdogs, block_ms=block_ms)
+                self.recorder.run(self._stop, between=self._watchdogs, block_ms=block_ms, outage=self.outage)
                 return
             failures = 0
             while not self._stop.is_set():
                 try:
                     self._watchdogs()
-                    failures = 0
-                except Exception:  # Redis or the database is away: try again later
+                except REDIS_DOWN as exc:
+                    failures += 1
+                    self.outage.began(exc)
+                except Exception:  # the database is away: try again later
                     failures += 1
                     log.exception("jobsite companion of %s: will retry", self.worker_name)
-                self._stop.wait(min(0.5 * 2**failures, 10) if failures else 0.5)
+                else:
+                    failures = 0
+                    self.outage.ended()
+                self._stop.wait(backoff(failures) if failures else 0.5)
         finally:
             with FORK_GUARD:
                 connections.close_all()

@@ -13,12 +13,26 @@ from ..conf import setting
 from ..redis import ALIVE_KEY, WORKERS_SET
 
 
-def mark_alive(connection: Redis, worker_name: str) -> None:
-    connection.set(ALIVE_KEY.format(worker_name), os.getpid(), ex=setting("WORKER_ALIVE_TTL"))
+def mark_alive(connection: Redis, worker_name: str, *, running: str | None = None) -> None:
+    """Refresh the liveness key (naming the job the worker runs now, if any), and the
+    worker's place among jobsite workers: a Redis that came back empty learns both again."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.sadd(WORKERS_SET, worker_name)
+        pipe.set(ALIVE_KEY.format(worker_name), f"{os.getpid()} {running or ''}", ex=setting("WORKER_ALIVE_TTL"))
+        pipe.execute()
 
 
 def is_alive(connection: Redis, worker_name: str) -> bool:
     return bool(connection.exists(ALIVE_KEY.format(worker_name)))
+
+
+def running_job(connection: Redis, worker_name: str) -> str | None:
+    """The job a live jobsite worker said it runs at its last heartbeat; None if idle or dead."""
+    value = connection.get(ALIVE_KEY.format(worker_name))
+    if not value:
+        return None
+    _pid, _, job_id = value.decode().partition(" ")  # type: ignore[union-attr]
+    return job_id or None
 
 
 def jobsite_worker_names(connection: Redis) -> set[str]:

@@ -19,13 +19,15 @@ from rq.job_lifecycle import record_job_failure
 from rq.queue import Queue
 from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key, utcparse
+from rq.worker import BaseWorker
 
+from .. import events
 from ..conf import setting
-from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, WATCHDOG_ORPHAN_KEY
+from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, VANISHED_KEY, WATCHDOG_ORPHAN_KEY
 from ..rq.job import TrackedJob
 from ..rq.retry import retry_decision
 from ..statuses import JobStatus
-from .liveness import is_alive, jobsite_worker_names
+from .liveness import is_alive, jobsite_worker_names, running_job
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,66 @@ def _is_nowhere(connection: Redis, queue: Queue, job_id: str, enqueued_at: datet
         return False
     # The started registry keys executions as "<job id>:<execution id>".
     return not any(True for _ in connection.zscan_iter(queue.started_job_registry.key, match=f"{job_id}:*"))
+
+
+# Records that wait for an attempt or run one: their RQ job must be in Redis.
+_NEEDS_RQ_JOB = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.RETRYING, JobStatus.STARTED)
+
+
+def vanished_jobs_end(connection: Redis, *, after: int = 0, limit: int = 200) -> tuple[int, int]:
+    """End the records of jobs whose RQ job vanished from Redis: dead, "lost", with the reason.
+
+    A Redis that comes back without its data (restarted without persistence, failed over
+    to a replica that never had the job) forgets the jobs waiting in its queues and the
+    ones running, and the events not yet recorded: nothing would ever end their records.
+    A record waiting or started for a while (2 x WORKER_ALIVE_TTL) whose job hash is gone
+    and that no live worker says it runs gets a lost event, which the recorder never
+    applies over an outcome it knows. Walks those records ``limit`` at a time after the
+    primary key ``after``; returns how many it ended and the key to go on from (0: the start).
+    """
+    from django.utils import timezone
+
+    from ..models import JobRecord
+
+    cutoff = timezone.now() - timedelta(seconds=2 * setting("WORKER_ALIVE_TTL"))
+    rows = list(
+        JobRecord.objects.filter(status__in=_NEEDS_RQ_JOB, pk__gt=after, status_changed_at__lt=cutoff)
+        .order_by("pk")
+        .values_list("pk", "job_id", "status", "attempts", "worker")[:limit]
+    )
+    resume = rows[-1][0] if len(rows) == limit else 0
+    if not rows:
+        return 0, resume
+    with connection.pipeline(transaction=False) as pipe:
+        for row in rows:
+            pipe.hexists(TrackedJob.key_for(row[1]), "data")
+        present = pipe.execute()
+    ours: set[str] | None = None
+    ended = 0
+    for (_pk, job_id, status, attempts, worker), there in zip(rows, present, strict=True):
+        if there:
+            continue
+        if status == JobStatus.STARTED:
+            ours = jobsite_worker_names(connection) if ours is None else ours
+            if _still_runs(connection, worker, job_id, ours):
+                continue  # its worker ends the attempt itself when the job returns
+            attempt, detail = max(attempts, 1), f"the attempt ran on {worker or 'a worker'}, which no longer runs it"
+        else:
+            attempt, detail = attempts + 1, f"the job was {status}"
+        if not connection.set(VANISHED_KEY.format(job_id), 1, nx=True, ex=600):
+            continue  # another watchdog has recorded it
+        detail += "; Redis came back without it (restarted without its data, or failed over)"
+        log.warning("job %s: %s (%s)", job_id, events.LOST_REASON, detail)
+        events.append(connection, events.lost(job_id=job_id, attempt=attempt, worker=worker or "", detail=detail))
+        ended += 1
+    return ended, resume
+
+
+def _still_runs(connection: Redis, worker: str, job_id: str, ours: set[str]) -> bool:
+    if worker in ours:
+        return running_job(connection, worker) == job_id
+    # A plain RQ worker says nothing of its job: alive (its key refreshed) is taken as running it.
+    return bool(worker) and bool(connection.exists(BaseWorker.redis_worker_namespace_prefix + worker))
 
 
 _RELEASE_IF_HELD_BY = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"

@@ -1,20 +1,27 @@
 """The jobsite worker classes: RQ's workers with jobsite's failure policy, reported
-outcomes, RQ's scheduler as ``WorkerScheduler`` and a companion thread beside the jobs."""
+outcomes, RQ's scheduler as ``WorkerScheduler`` and a companion thread beside the jobs.
+
+RQ's work loop quits the worker on any Redis error outside its blocking dequeue (and
+``rqworker`` then exits): every call the loop makes to Redis goes through
+``_jobsite_until_redis_answers`` here, which waits the outage out instead. Only an
+operator's signal stops a jobsite worker.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import close_old_connections, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 from rq.callbacks import execute_failure_callback
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.utils import now as utcnow
@@ -23,7 +30,15 @@ from rq.worker import SimpleWorker, Worker
 from .. import events, redaction
 from ..conf import setting
 from ..ordering.keys import key_job_ended
-from ..redis import META_ATTEMPT, META_RUN_BASE
+from ..redis import (
+    META_ATTEMPT,
+    META_RUN_BASE,
+    REDIS_DOWN,
+    REQUEUE_GUARD_KEY,
+    RedisOutage,
+    backoff,
+    raise_if_failing_over,
+)
 from ..rq.failures import STOPPED_MID_JOB, describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
@@ -32,6 +47,7 @@ from ..statuses import JobStatus
 from .companion import Companion
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TrackingMixin:
@@ -43,7 +59,133 @@ class TrackingMixin:
         # RQ runs maintenance (which also takes over the scheduler of a dead worker) every
         # 10 minutes: retries of a crashed scheduler's queues would stall that long.
         kwargs.setdefault("maintenance_interval", setting("MAINTENANCE_INTERVAL"))
+        # One per worker process: its loop, pubsub thread and companion log an outage once.
+        # Made before RQ's __init__, which already calls Redis (CLIENT SETNAME).
+        self._jobsite_outage = RedisOutage("worker")
+        self._jobsite_registered = self._jobsite_check_registration = False
+        self._jobsite_execution: Any = None
+        self._jobsite_horse_status: int | None = None
         super().__init__(*args, **kwargs)
+
+    # --- Redis outages: waited out wherever RQ would quit --------------------------------
+
+    def _jobsite_until_redis_answers(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call(*args, **kwargs)``, tried again while Redis is away (0.5 s doubling to 10 s;
+        the outage logged once). An operator's stop request ends the wait."""
+        failures = 0
+        while True:
+            try:
+                result = call(*args, **kwargs)
+            except REDIS_DOWN as exc:
+                if self._stop_requested:  # type: ignore[attr-defined]
+                    raise StopRequested() from exc
+                failures += 1
+                self._jobsite_outage.began(exc)
+                self._jobsite_check_registration = True
+                self._jobsite_sleep(backoff(failures))
+                continue
+            self._jobsite_outage.ended()
+            if self._jobsite_check_registration and self._jobsite_registered:
+                self._jobsite_register_again()
+            return result
+
+    def _jobsite_sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and (left := deadline - time.monotonic()) > 0:  # type: ignore[attr-defined]
+            time.sleep(min(left, 0.2))
+
+    def _jobsite_register_again(self) -> None:
+        """After an outage: a Redis that came back empty has forgotten this worker, and pages,
+        metrics and alerts would count it gone; register it again."""
+        try:
+            if not self.connection.hexists(self.key, "birth"):  # type: ignore[attr-defined]
+                self.log.info("Worker %s: Redis came back without this worker; registering it again", self.name)  # type: ignore[attr-defined]
+                self.connection.delete(self.key)  # type: ignore[attr-defined]
+                super().register_birth()  # type: ignore[misc]
+                super().set_state(self.get_state())  # type: ignore[misc,attr-defined]
+            self._jobsite_check_registration = False
+        except REDIS_DOWN:
+            pass  # away again: the next call that gets through tries again
+
+    def _set_ip_address(self, connection: Any) -> None:
+        self._jobsite_outage.who = f"worker {self.name}"  # type: ignore[attr-defined]
+        self._jobsite_until_redis_answers(super()._set_ip_address, connection)  # type: ignore[misc]
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)  # type: ignore[misc]
+        self._jobsite_registered = True
+
+    def register_birth(self) -> None:
+        self._jobsite_until_redis_answers(super().register_birth)  # type: ignore[misc]
+
+    def subscribe(self) -> None:
+        self._jobsite_until_redis_answers(super().subscribe)  # type: ignore[misc]
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None or self.is_horse:  # type: ignore[attr-defined]
+            return super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
+        self._jobsite_until_redis_answers(super().set_state, state)  # type: ignore[misc]
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None or self.is_horse:  # type: ignore[attr-defined]
+            return super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+        self._jobsite_until_redis_answers(super().heartbeat, timeout)  # type: ignore[misc]
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._jobsite_until_redis_answers(super().check_for_suspension, burst)  # type: ignore[misc]
+
+    def run_maintenance_tasks(self) -> None:
+        self._jobsite_until_redis_answers(super().run_maintenance_tasks)  # type: ignore[misc]
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        # RQ waits out a connection error while it blocks on the queues, but not a fail-over
+        # in progress (the server turned replica: UNBLOCKED, then READONLY): that ended it.
+        return self._jobsite_until_redis_answers(self._jobsite_dequeue, timeout, max_idle_time)
+
+    def _jobsite_dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
+        try:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        except ResponseError as exc:
+            raise_if_failing_over(exc)
+            raise
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+        except REDIS_DOWN as exc:
+            # The horse goes on with its job: the next beat tries again, and the attempt is
+            # checked when the horse is done (execute_job).
+            self._jobsite_outage.began(exc)
+        else:
+            self._jobsite_outage.ended()
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[misc]
+        except REDIS_DOWN:
+            pass  # only shown on pages; the stop itself goes on
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if not isinstance(exc, REDIS_DOWN):
+            return super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)  # type: ignore[misc]
+        # RQ's handler logs every retry (and lets a timeout end the thread, and with it
+        # the stop-job commands): wait quietly; redis-py subscribes again on reconnecting.
+        self._jobsite_outage.began(exc)
+        time.sleep(2.0)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[misc]
+        except REDIS_DOWN as exc:
+            # Stopping on an operator's signal while Redis is away: what is left expires.
+            self.log.warning(  # type: ignore[attr-defined]
+                "Worker %s: Redis is unavailable while stopping (%s); its registration expires on its own",
+                self.name,  # type: ignore[attr-defined]
+                exc,
+            )
+            thread = getattr(self, "pubsub_thread", None)
+            if thread is not None:
+                thread.stop()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -68,17 +210,24 @@ class TrackingMixin:
             serializer=self.serializer,  # type: ignore[attr-defined]
             name=self.name,  # type: ignore[attr-defined]
         )
-        self.scheduler.acquire_locks()
+        self._jobsite_until_redis_answers(self.scheduler.acquire_locks)
         if self.scheduler.acquired_locks:
             if burst:
-                try:
-                    self.scheduler.register_birth()
-                    self.scheduler.enqueue_scheduled_jobs()
-                finally:
-                    self.scheduler.release_locks()
-                    self.scheduler.register_death()
+                self._jobsite_until_redis_answers(self._jobsite_schedule_once)
             else:
                 self.scheduler.start()
+
+    def _jobsite_schedule_once(self) -> None:
+        assert self.scheduler is not None
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            try:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+            except REDIS_DOWN:
+                pass  # the locks expire on their own
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         exc_type, value = exc_info[0], exc_info[1]
@@ -168,37 +317,99 @@ class TrackingMixin:
             )
 
     def execute_job(self, job: Job, queue: Any) -> None:
+        attempt = int(getattr(job, "attempt", 0)) + 1  # the horse counts it in its own copy
+        outages = self._jobsite_outage.count
+        self._jobsite_execution = self._jobsite_horse_status = None
         try:
             super().execute_job(job, queue)  # type: ignore[misc]
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except REDIS_DOWN as exc:
             # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
-            # instead, then make sure this job's attempt ends: if its outcome never reached
-            # Redis it is still `started` under this live worker, and nobody else would
-            # ever fail it.
-            self.log.warning("Redis lost while running job %s (%s); waiting for it", job.id, exc)  # type: ignore[attr-defined]
-            self._jobsite_wait_for_redis()
-            if job.get_status(refresh=True) == RQStatus.STARTED:
-                self.handle_job_failure(
-                    job,
-                    queue,
-                    started_job_registry=queue.started_job_registry,
-                    exc_string=f"RedisConnectionLost: Redis became unreachable while the job ran ({exc})",
-                    execution=getattr(self, "execution", None),
-                )
+            # instead, then make sure this job's attempt ends.
+            self._jobsite_outage.began(exc)
+            reason = f"RedisConnectionLost: Redis became unreachable while the job ran ({exc})"
+        else:
+            if self._jobsite_outage.count == outages and not self._jobsite_horse_status:
+                return  # the usual case: the attempt's outcome is in Redis
+            if self._jobsite_outage.count == outages:
+                # The horse died and RQ has failed the attempt, unless the job's hash is gone.
+                reason = f"Work-horse terminated unexpectedly; waitpid returned {self._jobsite_horse_status}; "
+            else:
+                reason = "RedisConnectionLost: Redis became unreachable while the job ran"
+        if reason.startswith("RedisConnectionLost"):
+            self.log.warning(  # type: ignore[attr-defined]
+                "Worker %s: job %s met a Redis outage; its attempt is settled once Redis answers",
+                self.name,  # type: ignore[attr-defined]
+                job.id,
+            )
+        if self._jobsite_execution is None:  # RQ keeps it before Redis has saved it
+            executions = self.executions.values()  # type: ignore[attr-defined]
+            self._jobsite_execution = next((e for e in executions if e.job_id == job.id), None)
+        try:
+            self._jobsite_until_redis_answers(self._jobsite_attempt_end, job, queue, attempt, reason)
+        finally:
+            if self._jobsite_execution is not None:
+                self.executions.pop(self._jobsite_execution.id, None)  # type: ignore[attr-defined]
 
-    def _jobsite_wait_for_redis(self) -> None:
-        delay = 0.5
-        while not self._stop_requested:  # type: ignore[attr-defined]
-            try:
-                self.connection.ping()  # type: ignore[attr-defined]
-                return
-            except (RedisConnectionError, RedisTimeoutError):
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
+    def _jobsite_attempt_end(self, job: Job, queue: Any, attempt: int, reason: str) -> None:
+        """End an attempt that met a Redis outage, if its outcome never reached Redis.
+
+        Still `started` under this live worker, nobody else would ever fail it: it fails
+        here (and is retried or dead). Still `queued`, it never started: it goes back to
+        its queue. Its hash gone (Redis came back without its data), there is nothing left
+        to fail or retry: it is recorded lost.
+        """
+        status, worker, data = self.connection.hmget(job.key, "status", "worker_name", "data")  # type: ignore[attr-defined]
+        if data is None:
+            self._jobsite_report_lost(job, attempt)
+            return
+        if status == RQStatus.QUEUED.value.encode():
+            self._jobsite_put_back(job, queue)
+            return
+        if status != RQStatus.STARTED.value.encode() or (worker or b"").decode() != self.name:  # type: ignore[attr-defined]
+            return  # its outcome reached Redis (or another worker runs it now)
+        self.handle_job_failure(
+            job, queue, started_job_registry=queue.started_job_registry, exc_string=reason,
+            execution=self._jobsite_execution,
+        )  # fmt: skip
+        if job.get_status(refresh=True) == RQStatus.STARTED:
+            # RQ logs and drops a failure it could not write: Redis went away again.
+            raise RedisConnectionError(f"the failure of job {job.id} could not be saved")
+
+    def _jobsite_put_back(self, job: Job, queue: Any) -> None:
+        """Popped from its queue, never started (Redis went away in between, so the job did
+        not run): back to the front of its queue, unless a watchdog is putting it back."""
+        connection = self.connection  # type: ignore[attr-defined]
+        if connection.lpos(queue.key, job.id) is not None:
+            return
+        if not connection.set(REQUEUE_GUARD_KEY.format(job.id), 1, nx=True, ex=60):
+            return
+        self.log.warning("Worker %s: job %s never started; putting it back in its queue", self.name, job.id)  # type: ignore[attr-defined]
+        with connection.pipeline() as pipe:
+            if self._jobsite_execution is not None:
+                self._jobsite_execution.delete(job=job, pipeline=pipe)
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.lpush(queue.key, job.id)
+            pipe.execute()
+
+    def _jobsite_report_lost(self, job: Job, attempt: int) -> None:
+        name: str = self.name  # type: ignore[attr-defined]
+        detail = f"it ran on {name}; Redis came back without it (restarted without its data, or failed over)"
+        self.log.warning("Worker %s: job %s: %s (%s)", name, job.id, events.LOST_REASON, detail)  # type: ignore[attr-defined]
+        descriptor = job.descriptor()  # type: ignore[attr-defined]
+        with self.connection.pipeline() as pipe:  # type: ignore[attr-defined]
+            if self._jobsite_execution is not None:
+                self._jobsite_execution.delete(job=job, pipeline=pipe)
+            events.append(
+                pipe, events.lost(job_id=job.id, attempt=attempt, worker=name, detail=detail, descriptor=descriptor)
+            )
+            pipe.execute()
+        key_job_ended(job, status=JobStatus.DEAD)
 
     def prepare_execution(self, job: Job) -> Any:
         self._jobsite_current: Job | None = job  # the job a cold stop would interrupt
-        return super().prepare_execution(job)  # type: ignore[misc]
+        # Kept for the outage path: the execution RQ registered, to delete when the job is lost.
+        self._jobsite_execution = super().prepare_execution(job)  # type: ignore[misc]
+        return self._jobsite_execution
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """A cold stop (a second SIGTERM/SIGINT): RQ kills the work horse and exits, leaving
@@ -253,7 +464,10 @@ class TrackingMixin:
                 close_old_connections()
 
     def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
-        companion = Companion(self, record=self.run_recorder)  # type: ignore[arg-type]
+        # A worker started while Redis is away waits for it instead of exiting.
+        self._jobsite_until_redis_answers(self.connection.ping)  # type: ignore[attr-defined]
+        companion = Companion(self, record=self.run_recorder, outage=self._jobsite_outage)  # type: ignore[arg-type]
+        self._jobsite_until_redis_answers(companion.beat)
         companion.start()
         try:
             return super().work(burst=burst, **kwargs)  # type: ignore[misc]
@@ -263,6 +477,11 @@ class TrackingMixin:
 
 class TrackingWorker(TrackingMixin, Worker):  # type: ignore[misc]
     """The forking worker: each job runs in a work horse, so a crash costs one attempt."""
+
+    def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
+        pid, status, rusage = super().wait_for_horse()
+        self._jobsite_horse_status = status  # not 0: the horse died; execute_job checks the attempt
+        return pid, status, rusage
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
         # The horse must open its own database connections, never share the parent's, and

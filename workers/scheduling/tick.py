@@ -28,12 +28,14 @@ from rq.exceptions import DuplicateJobError
 from ..api import EnqueueError, QueueUnavailable, job_enqueue
 from ..conf import setting
 from ..models import CatchUp, JobOrigin, Schedule, ScheduleRun
-from ..redis import SCHEDULER_HEARTBEAT_KEY
+from ..redis import REDIS_DOWN, SCHEDULER_HEARTBEAT_KEY
 from .broken import schedule_mark_broken, schedule_mend
 from .due import due_window
 from .validation import schedule_problem
 
 log = logging.getLogger(__name__)
+# Redis is away: raised by Redis itself, or by the enqueue that met it.
+REDIS_AWAY: tuple[type[Exception], ...] = (QueueUnavailable, *REDIS_DOWN)
 
 
 def run_job_id(schedule: Schedule, due: datetime | None) -> str:
@@ -72,6 +74,9 @@ def schedule_push(schedule: Schedule, run: ScheduleRun, *, now: datetime | None 
             reason = f"the job could not be pushed: {type(exc).__name__}: {exc}"
     if reason is not None:
         schedule_mark_broken(schedule_id=schedule.pk, reason=reason, now=now, transient=transient)
+        if transient:
+            # Redis is away for every schedule: end the tick, the caller waits for Redis.
+            raise QueueUnavailable(reason)
         return False
     ScheduleRun.objects.filter(pk=run.pk).update(enqueued=True)
     schedule_mend(schedule=schedule)
@@ -126,6 +131,10 @@ def _set_aside(schedule_id: int, exc: Exception, now: datetime) -> None:
 def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
     """One scheduler tick: push runs left unpushed, then fire what is due.
 
+    Redis being away ends the tick (``QueueUnavailable``, the schedule that met it marked
+    for a retry at the base delay): ``run_scheduler`` waits for Redis, and the run claimed
+    but not pushed goes out with the first tick after the outage.
+
     A broken schedule is left alone until its ``retry_at``, and a disabled or paused one
     altogether. Rows are read one at a time, so one that cannot even be read is set aside
     like any other broken schedule.
@@ -144,6 +153,8 @@ def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
             left_run = ScheduleRun.objects.select_related("schedule").get(pk=run_pk)
             log.warning("schedule %s: pushing run %s left unpushed", left_run.schedule.name, left_run.job_id)
             pushed = schedule_push(left_run.schedule, left_run, now=now)
+        except REDIS_AWAY:
+            raise
         except Exception as exc:
             _set_aside(schedule_id, exc, now)
             pushed = False
@@ -156,6 +167,8 @@ def schedules_fire_due(*, now: datetime, limit: int = 200) -> list[ScheduleRun]:
             continue
         try:
             run = schedule_fire(schedule=Schedule.objects.get(pk=schedule_id), now=now)
+        except REDIS_AWAY:
+            raise  # not this schedule's fault: the caller waits for Redis (it is marked for a retry)
         except Exception as exc:
             _set_aside(schedule_id, exc, now)
             continue

@@ -16,10 +16,10 @@ from django.utils import timezone
 from workers.conf import setting
 from workers.management.base import SettingsChecked
 from workers.reads.schedules import schedulers_alive
-from workers.redis import SCHEDULER_HEARTBEAT_KEY
+from workers.redis import REDIS_DOWN, SCHEDULER_HEARTBEAT_KEY, RedisOutage, backoff
 from workers.redis import connection as redis_connection
 from workers.scheduling.sync import schedules_sync
-from workers.scheduling.tick import scheduler_heartbeat, schedules_fire_due
+from workers.scheduling.tick import REDIS_AWAY, scheduler_heartbeat, schedules_fire_due
 from workers.scheduling.validation import DECLARED_SCHEDULES_CHECK
 
 
@@ -61,19 +61,34 @@ class Command(SettingsChecked, BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         interval = float(setting("SCHEDULER_INTERVAL"))
-        scheduler_heartbeat(connection, name)
-        others = [n for n in schedulers_alive(connection) if n != name]
-        self.stdout.write(f"scheduler {name} started" + (f" beside {', '.join(others)}" if others else ""))
+        # Redis being away (at start too) is waited out, logged once; only a signal stops it.
+        outage = RedisOutage(f"scheduler {name}")
+        failures = 0
+        started = False
         while not stop.is_set():
+            wait = interval
             try:
                 scheduler_heartbeat(connection, name, ttl=max(int(interval * 5), 5))
+                if not started:
+                    others = [n for n in schedulers_alive(connection) if n != name]
+                    self.stdout.write(f"scheduler {name} started" + (f" beside {', '.join(others)}" if others else ""))
+                    started = True
                 for run in schedules_fire_due(now=timezone.now()):
                     self.stdout.write(f"fired {run.schedule.name}: job {run.job_id}")
-            except Exception as exc:  # Redis or the database is away: try again next tick
+                outage.ended()
+                failures = 0
+            except REDIS_AWAY as exc:
+                failures += 1
+                outage.began(exc)
+                wait = backoff(failures)
+            except Exception as exc:  # the database is away: try again next tick
                 self.stderr.write(f"scheduler tick failed: {type(exc).__name__}: {exc}")
             finally:
                 close_old_connections()
             if options["once"]:
                 break
-            stop.wait(interval)
-        connection.delete(SCHEDULER_HEARTBEAT_KEY.format(name))
+            stop.wait(wait)
+        try:
+            connection.delete(SCHEDULER_HEARTBEAT_KEY.format(name))
+        except REDIS_DOWN:
+            pass  # stopping while Redis is away: the heartbeat key expires on its own

@@ -1,0 +1,147 @@
+"""What the Redis outage tests share: a redis-server of the test's own that it can stop,
+wipe and start again, long-running commands as real processes, and a way to hold the
+database's writes so that a process waits at a chosen point."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from redis import Redis
+
+from tests.conftest import ROOT, WORKER_APPNAME, WorkerProcess, database_url, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of this test's own, persisting to an append-only file so that a
+    restart keeps the queues, as a production Redis would; ``stop(wipe=True)`` throws its
+    data away, as a restart without persistence or a fail-over to an empty replica does."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.workdir = free_port(), workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._answers, timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except Exception:
+            return False
+
+    def stop(self, *, wipe: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if wipe:
+            shutil.rmtree(self.workdir / "appendonlydir", ignore_errors=True)
+            for dump in self.workdir.glob("*.rdb"):
+                dump.unlink()
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, settings, monkeypatch) -> Iterator[OwnRedis]:
+    """The test's own Redis, which this process and the processes it starts use."""
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = OwnRedis(workdir)
+    server.start()
+    settings.REDIS_URL = server.url
+    for name in django_settings.RQ_QUEUES:
+        monkeypatch.setitem(
+            django_settings.RQ_QUEUES[name], "URL", server.url + "?socket_connect_timeout=2&socket_timeout=5"
+        )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_command(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start a long-running management command (run_scheduler, record_events) as a real
+    process against the test database and Redis; its output goes to a log file."""
+    started: list[WorkerProcess] = []
+
+    def start(command: str, *args: str, name: str | None = None) -> WorkerProcess:
+        name = name or f"{command}-{len(started)}-{os.getpid()}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "jobsite.settings.test",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": django_settings.REDIS_URL,
+            "PYTHONUNBUFFERED": "1",
+            "PGAPPNAME": f"{WORKER_APPNAME}:{name}",
+        }
+        log = tmp_path / f"{name}.log"
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", command, *args], cwd=ROOT, env=env, stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append(WorkerProcess(process, name, log))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@contextlib.contextmanager
+def database_writes_held(*tables: str) -> Iterator[None]:
+    """Hold writes to ``tables`` (PostgreSQL; SQLite: the whole file) until the block ends:
+    a process that writes there waits, where the test wants it, for as long as the test
+    says. Plain reads go on."""
+    if connection.vendor == "postgresql":
+        holder = psycopg.connect(database_url())
+        try:
+            for table in tables:
+                holder.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            yield
+        finally:
+            holder.rollback()
+            holder.close()
+    else:
+        # Every writer takes SQLite's write lock at BEGIN (transaction_mode IMMEDIATE) and
+        # waits up to 30 s for it (the settings' timeout).
+        holder_file = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, timeout=30)
+        try:
+            holder_file.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            holder_file.execute("ROLLBACK")
+            holder_file.close()
+
+
+def mentions(process: WorkerProcess, text: str) -> int:
+    """How many times ``text`` is in the process's log so far."""
+    return process.log.read_text(errors="replace").count(text)
+
+
+def wait_for_mention(process: WorkerProcess, text: str, *, more_than: int = 0, timeout: float = 60) -> None:
+    wait_for(lambda: mentions(process, text) > more_than or process.process.poll() is not None, timeout=timeout)
+    assert process.process.poll() is None, process.log.read_text(errors="replace")[-4000:]

@@ -1,0 +1,394 @@
+"""A Redis outage at each moment of the work: every process waits for Redis and goes on, and
+every job ends recorded, whether Redis comes back with its data or without it ("empty": a
+restart without persistence, a fail-over to a replica that never had the jobs).
+
+Each test lands the outage on its moment on purpose, not by luck of timing: a job that
+waits for the test's cue, a worker idle or suspended, RQ's scheduler holding its locks or
+stopping, a watchdog pass, a recorder batch or a schedule tick held at a database lock
+until Redis is gone. The processes are the real commands; Redis is the test's own.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import django_rq
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+from redis.exceptions import ResponseError
+from rq.suspension import resume, suspend
+
+from tests.conftest import WORKER_APPNAME, child_pids, database_url, process_alive, wait_for
+from tests.faults.conftest import OwnRedis, database_writes_held, free_port, mentions, wait_for_mention
+from workers import enqueue
+from workers.events import LOST_REASON
+from workers.models import CatchUp, JobError, JobMetricTotal, JobRecord, JobStatus, Schedule, ScheduleRun
+from workers.recording.consumer import drain
+from workers.redis import SCHEDULER_HEARTBEAT_KEY, STREAM_GROUP, STREAM_KEY
+from workers.runtime.liveness import live_workers
+from workers.runtime.worker import TrackingSimpleWorker
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+OUTAGE = "Redis is unavailable"
+BACK = "Redis answers again"
+WITH_DATA_OR_EMPTY = pytest.mark.parametrize("empty", [False, True], ids=["with-its-data", "empty"])
+
+
+def _ended(job_id: str, status: str | None = None, timeout: float = 90) -> JobRecord:
+    """The job's record once it has ended (retrying is not an end), optionally in ``status``."""
+    ended = (JobStatus.FINISHED, JobStatus.DEAD)
+    return wait_for(
+        lambda: JobRecord.objects.filter(job_id=job_id, status__in=[status] if status else ended).first(),
+        timeout=timeout,
+        interval=0.2,
+    )
+
+
+def _goes_on(*processes) -> None:
+    """Each process is alive and over the outage, and a new job runs and is recorded."""
+    for process in processes:
+        try:
+            wait_for_mention(process, BACK)
+        except AssertionError:
+            raise AssertionError(
+                f"{process.name} never said Redis was back:\n{process.log.read_text(errors='replace')[-3000:]}"
+            ) from None
+    job = enqueue("tests.jobfuncs.add", 20, 22)
+    assert _ended(job.id, JobStatus.FINISHED).result_repr == "42"
+    for process in processes:
+        assert process.process.poll() is None, process.log.read_text(errors="replace")[-4000:]
+
+
+def _registered(worker, redis) -> None:
+    """Pages, metrics and alerts count the worker live (a Redis back empty had forgotten it)."""
+    wait_for(lambda: worker.name in {w.name for w in live_workers(redis, now=timezone.now())}, timeout=30)
+
+
+def _lost(record: JobRecord) -> None:
+    assert record.status == JobStatus.DEAD
+    assert record.last_error.startswith(f"JobLost: {LOST_REASON}")
+    assert JobError.objects.get(job=record, exc_type="JobLost").message.startswith(LOST_REASON)
+
+
+# --- connect --------------------------------------------------------------------------------
+
+
+def test_processes_started_while_redis_is_down_wait_for_it(own_redis, start_worker, start_command):
+    own_redis.stop()
+    worker = start_worker()
+    scheduler = start_command("run_scheduler", "--no-sync")
+    recorder = start_command("record_events")
+    for process in (worker, scheduler, recorder):
+        wait_for_mention(process, OUTAGE)
+
+    own_redis.start()
+
+    _goes_on(worker, scheduler, recorder)
+    assert mentions(worker, OUTAGE) == 1  # once per outage, not once per attempt
+
+
+# --- a worker -------------------------------------------------------------------------------
+
+
+@WITH_DATA_OR_EMPTY
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_an_outage_while_a_job_runs(own_redis, start_worker, tmp_path, simple, empty):
+    worker = start_worker(simple=simple)
+    cue = str(tmp_path / "job")
+    job = enqueue("tests.faults.outagefuncs.hold", cue)
+    wait_for(lambda: Path(f"{cue}.running").exists(), timeout=60)
+
+    own_redis.stop(wipe=empty)
+    Path(f"{cue}.go").touch()  # the job returns now: its outcome cannot reach Redis
+    wait_for_mention(worker, f"job {job.id} met a Redis outage")
+    own_redis.start()
+
+    record = _ended(job.id)
+    if empty:
+        _lost(record)  # nothing is left of it in Redis to fail or retry
+    else:
+        # The attempt failed for want of Redis, and the retry ran it again.
+        assert (record.status, record.attempts) == (JobStatus.FINISHED, 2)
+        assert JobError.objects.get(job=record, attempt=1).exc_type == "RedisConnectionLost"
+    _registered(worker, own_redis.client())
+    _goes_on(worker)
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_between_popping_a_job_and_starting_it(own_redis, run_burst, empty):
+    """Driven step by step in this process, the worker pops the job, then Redis goes before
+    the job can start: it did not run, so it goes back to its queue (or, gone with Redis's
+    data, is recorded lost), and the worker goes on."""
+    job = enqueue("tests.jobfuncs.add", 2, 3)
+    drain()
+    worker = django_rq.get_worker("high", "default", worker_class=TrackingSimpleWorker, name="step-by-step")
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    redis = own_redis.client()
+    assert popped.id == job.id and redis.llen(queue.key) == 0
+
+    own_redis.stop(wipe=empty)
+    attempt = threading.Thread(target=worker.execute_job, args=(popped, queue), daemon=True)
+    attempt.start()
+    wait_for(lambda: worker._jobsite_outage.ongoing, timeout=30)
+    own_redis.start()
+    attempt.join(timeout=60)
+    assert not attempt.is_alive()
+
+    assert not worker.executions  # the worker says it runs nothing
+    if empty:
+        drain()
+        _lost(JobRecord.objects.get(job_id=job.id))
+    else:
+        assert redis.lrange(queue.key, 0, -1) == [job.id.encode()]
+        assert not redis.zcard(queue.started_job_registry.key)
+        run_burst()
+        record = JobRecord.objects.get(job_id=job.id)
+        assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 1, "5")
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_between_jobs(own_redis, start_worker, empty):
+    worker = start_worker()
+    first = enqueue("tests.jobfuncs.add", 1, 1)
+    _ended(first.id, JobStatus.FINISHED)  # it has run a job and waits for the next
+
+    own_redis.stop(wipe=empty)
+    wait_for_mention(worker, OUTAGE)
+    time.sleep(3)  # idle, it meets it in its dequeue, heartbeat and maintenance (every 2 s)
+    own_redis.start()
+
+    _registered(worker, own_redis.client())
+    _goes_on(worker)
+    assert mentions(worker, f"worker {worker.name}: {OUTAGE}") == 1  # once, not once per retry
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_while_the_worker_is_suspended(own_redis, start_worker, empty):
+    """A suspended worker asks Redis every second whether it still is; jobs wait meanwhile."""
+    worker = start_worker()
+    redis = own_redis.client()
+    suspend(redis)
+    wait_for_mention(worker, "suspended, run `rq resume` to resume")
+    waiting = [enqueue("tests.jobfuncs.add", n, n) for n in range(3)]
+    wait_for(lambda: JobRecord.objects.filter(status=JobStatus.QUEUED).count() == 3, timeout=60)
+
+    own_redis.stop(wipe=empty)
+    wait_for_mention(worker, OUTAGE)
+    own_redis.start()
+
+    if empty:
+        # Redis forgot the suspension and the jobs in its queue: their records end lost.
+        for job in waiting:
+            _lost(_ended(job.id))
+    else:
+        resume(redis)
+        for n, job in enumerate(waiting):
+            assert _ended(job.id, JobStatus.FINISHED).result_repr == str(2 * n)
+    _goes_on(worker)
+
+
+@WITH_DATA_OR_EMPTY
+def test_a_fail_over_in_progress(own_redis, start_worker, start_command, tmp_path, empty):
+    """The server turns replica (as Sentinel demotes an old master): blocked commands are cut
+    short (UNBLOCKED), writes refused (READONLY), until it is promoted again. Empty: it first
+    copies a master that never had the jobs, as a replica that had not caught up would."""
+    worker = start_worker()
+    recorder = start_command("record_events")
+    scheduler = start_command("run_scheduler", "--no-sync")
+    first = enqueue("tests.jobfuncs.add", 1, 1)
+    _ended(first.id, JobStatus.FINISHED)
+    redis = own_redis.client()
+    master_port = free_port()
+    if empty:
+        master_dir = tmp_path / "master"
+        master_dir.mkdir()
+        master = OwnRedis(master_dir)
+        master.start()
+        master_port = master.port
+
+    redis.replicaof("127.0.0.1", master_port)
+    for process in (worker, recorder, scheduler):
+        wait_for_mention(process, OUTAGE)
+    if empty:
+        wait_for(lambda: redis.info("replication")["master_link_status"] == "up", timeout=30)
+        assert not redis.exists(f"rq:job:{first.id}")  # the replica has what its master had
+    redis.replicaof("no", "one")  # promoted
+
+    _registered(worker, redis)
+    _goes_on(worker, recorder, scheduler)
+    if empty:
+        master.stop()
+
+
+# --- RQ's scheduler in a worker ---------------------------------------------------------------
+
+
+def _scheduler_of(worker, redis) -> int:
+    """The pid of the worker's scheduler process, once it holds the default queue's lock."""
+    wait_for(lambda: redis.get("rq:scheduler-lock:default") == worker.name.encode(), timeout=60)
+    return wait_for(lambda: next(iter(child_pids(worker.pid)), None), timeout=30)
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_while_rqs_scheduler_holds_its_locks(own_redis, start_worker, empty):
+    worker = start_worker()
+    redis = own_redis.client()
+    scheduler_pid = _scheduler_of(worker, redis)
+    delayed = enqueue("tests.jobfuncs.add", 2, 3, delay=timedelta(seconds=2))
+    wait_for(lambda: JobRecord.objects.filter(job_id=delayed.id, status=JobStatus.SCHEDULED).exists(), timeout=60)
+
+    own_redis.stop(wipe=empty)
+    wait_for_mention(worker, f"scheduler {worker.name}: {OUTAGE}")  # its heartbeat (every 1 s) met it
+    own_redis.start()
+
+    wait_for_mention(worker, f"scheduler {worker.name}: {BACK}")
+    assert process_alive(scheduler_pid)  # the same process: it waited, it did not die
+    if empty:
+        _lost(_ended(delayed.id))
+    else:
+        assert _ended(delayed.id, JobStatus.FINISHED).result_repr == "5"
+    later = enqueue("tests.jobfuncs.add", 3, 4, delay=timedelta(seconds=1))
+    assert _ended(later.id, JobStatus.FINISHED).result_repr == "7"  # moved by it, on time
+    assert redis.get("rq:scheduler-lock:default") == worker.name.encode()
+    assert process_alive(scheduler_pid)
+    _goes_on(worker)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_a_worker_ended_during_an_outage_takes_its_scheduler_with_it(own_redis, start_worker, sig):
+    """The scheduler releases its locks when it stops: with Redis away it cannot, and must
+    neither hang nor crash (the failure of issue 16). A stopped worker exits cleanly; a killed
+    one's scheduler notices its worker is gone and stops on its own."""
+    worker = start_worker()
+    redis = own_redis.client()
+    scheduler_pid = _scheduler_of(worker, redis)
+
+    own_redis.stop()
+    wait_for_mention(worker, f"scheduler {worker.name}: {OUTAGE}")
+    worker.process.send_signal(sig)
+
+    returncode = worker.process.wait(timeout=60)
+    wait_for(lambda: not process_alive(scheduler_pid), timeout=60)
+    log = worker.log.read_text(errors="replace")
+    if sig == signal.SIGTERM:
+        assert returncode == 0, log[-4000:]
+        assert "its locks expire on their own" in log
+    assert "Traceback" not in log, log[-4000:]
+
+    own_redis.start()
+    # Another worker takes over the scheduling once the dead one's lock is released.
+    other = start_worker(name=f"{worker.name}-next")
+    delayed = enqueue("tests.jobfuncs.add", 2, 3, delay=timedelta(seconds=1))
+    assert _ended(delayed.id, JobStatus.FINISHED).result_repr == "5"
+    assert other.process.poll() is None
+
+
+# --- the companion's watchdog pass and a recorder batch ------------------------------------
+
+
+def _waiting_on_a_lock(name: str) -> list[str]:
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT query FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+            [f"{WORKER_APPNAME}:{name}"],
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_during_the_companions_watchdog_pass(own_redis, start_worker, empty):
+    if connection.vendor != "postgresql":
+        pytest.skip("holds the pass at a read of the records: PostgreSQL's ACCESS EXCLUSIVE lock (SQLite reads go on)")
+    worker = start_worker()
+    warm = enqueue("tests.jobfuncs.add", 1, 1)
+    _ended(warm.id, JobStatus.FINISHED)  # quiet now: the recorder has nothing to apply
+
+    # The pass reads the records (lost jobs) after its first Redis calls: hold it there.
+    with psycopg.connect(database_url()) as holder:
+        holder.execute("LOCK TABLE workers_jobrecord IN ACCESS EXCLUSIVE MODE")
+        queries = wait_for(lambda: _waiting_on_a_lock(worker.name), timeout=30)
+        assert "workers_jobrecord" in queries[0]
+        own_redis.stop(wipe=empty)
+        holder.rollback()  # the pass goes on, into Redis
+
+    wait_for_mention(worker, OUTAGE)
+    own_redis.start()
+    _goes_on(worker)
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_during_a_recorder_batch(own_redis, start_worker, start_command, empty):
+    """The recorder commits a batch, then acknowledges it in Redis: the outage falls in between.
+    With its data back, Redis hands the batch out again, and applying it twice counts once."""
+    worker = start_worker(extra=("--no-recorder",))
+    job = enqueue("tests.jobfuncs.add", 2, 2)
+    redis = own_redis.client()
+    wait_for(lambda: redis.hget(f"rq:job:{job.id}", "status") == b"finished", timeout=60)
+
+    with database_writes_held("workers_jobrecord"):
+        recorder = start_command("record_events")
+        # It has read the job's events and waits for the database with them unacknowledged.
+        wait_for(lambda: _pending(redis) > 0, timeout=60)
+        own_redis.stop(wipe=empty)
+
+    wait_for_mention(recorder, OUTAGE)
+    own_redis.start()
+
+    assert _ended(job.id, JobStatus.FINISHED).result_repr == "4"
+    wait_for_mention(recorder, BACK)
+    wait_for(lambda: _pending(redis) == 0, timeout=60)
+    total = JobMetricTotal.objects.get(queue="default", func="tests.jobfuncs.add")
+    assert (total.enqueued, total.finished) == (1, 1)  # applied twice (with its data), counted once
+    _goes_on(worker, recorder)
+
+
+def _pending(redis) -> int:
+    """Events the recorders have read and not yet acknowledged (-1: no group yet)."""
+    try:
+        return int(redis.xpending(STREAM_KEY, STREAM_GROUP)["pending"])
+    except ResponseError:
+        return -1
+
+
+# --- run_scheduler --------------------------------------------------------------------------
+
+
+@WITH_DATA_OR_EMPTY
+def test_an_outage_during_a_schedule_tick(own_redis, start_worker, start_command, empty):
+    """The tick claims a due run in the database, then pushes its job to Redis: the outage
+    falls in between. The run is pushed by the first tick after the outage, once."""
+    worker = start_worker()
+    schedule = Schedule.objects.create(
+        # A function schedulable in every process (the scheduler checks it again at fire time).
+        name="outage", func="workers.jobs.maintenance.prune", interval=3600, catch_up=CatchUp.ONCE,
+        next_run_at=timezone.now(),
+    )  # fmt: skip
+    redis = own_redis.client()
+    heartbeat = SCHEDULER_HEARTBEAT_KEY.format("outage-tick")
+
+    with database_writes_held("workers_schedule", "workers_schedulerun"):
+        scheduler = start_command("run_scheduler", "--no-sync", "--name", "outage-tick")
+        # A tick that has not beaten for 3 s is held at its claim: the only write it makes.
+        wait_for(lambda: redis.get(heartbeat), timeout=60)
+        wait_for(lambda: timezone.now() - _beat(redis, heartbeat) > timedelta(seconds=3), timeout=30)
+        own_redis.stop(wipe=empty)
+
+    wait_for_mention(scheduler, OUTAGE)
+    own_redis.start()
+
+    run = wait_for(lambda: ScheduleRun.objects.filter(schedule=schedule, enqueued=True).first(), timeout=60)
+    assert _ended(run.job_id, JobStatus.FINISHED).result_repr.startswith("'deleted 0 job records")
+    assert ScheduleRun.objects.filter(schedule=schedule).count() == 1
+    _goes_on(worker, scheduler)
+
+
+def _beat(redis, key: str) -> datetime:
+    value = redis.get(key)
+    return datetime.fromisoformat(value.decode()) if value else timezone.now()

@@ -1,0 +1,42 @@
+"""The companion's watchdogs right after a Redis outage (real Redis, RQ and database)."""
+
+from __future__ import annotations
+
+import django_rq
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from workers import enqueue
+from workers.conf import setting
+from workers.redis import WORKERS_SET, RedisOutage
+from workers.rq.job import TrackedJob
+from workers.runtime.companion import Companion
+from workers.runtime.worker import TrackingSimpleWorker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_after_an_outage_no_worker_is_judged_dead_before_live_ones_could_beat_again(redis_conn):
+    """Liveness keys expire while Redis is away (or Redis comes back without them): a
+    watchdog that ran at once would fail, and so run twice, the jobs of live workers."""
+    queued = enqueue("tests.jobfuncs.add", 1, 1)
+    # A worker runs the job and has not beaten since: its liveness key is missing.
+    runner = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-quiet")
+    job = TrackedJob.fetch(queued.id, connection=runner.connection)
+    runner.prepare_execution(job)
+    runner.prepare_job_execution(job)
+    redis_conn.sadd(WORKERS_SET, "w-quiet")
+
+    watcher = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-watch")
+    outage = RedisOutage("test")
+    outage.began(RedisConnectionError("gone"))
+    outage.ended()
+    companion = Companion(watcher, record=False, outage=outage)
+
+    companion._watchdogs()
+    assert job.get_status(refresh=True) == "started"  # within WORKER_ALIVE_TTL of the outage
+
+    assert outage.ended_at is not None
+    outage.ended_at -= setting("WORKER_ALIVE_TTL")
+    companion._watchdogs()
+    assert job.get_status(refresh=True) != "started"  # now it is dead for real: failed, retried
