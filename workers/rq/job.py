@@ -12,6 +12,7 @@ from typing import Any
 from redis import Redis
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
+from rq.queue import Queue
 from rq.utils import now
 
 from .. import events, redaction
@@ -115,8 +116,6 @@ class TrackedJob(Job):
         RQ goes on to file the job as failed and release its dependents; a job retried here
         skips both (``_handle_failure``, ``get_status``, ``send_webhooks``).
         """
-        from .queue import TrackedQueue  # the queue module imports this one
-
         decision = retry_decision(self)
         self._jobsite_retry_delay = decision.delay
         worker = self.worker_name or ""
@@ -124,7 +123,9 @@ class TrackedJob(Job):
         if decision.status != JobStatus.RETRYING:
             self.failure_ttl = max(self.failure_ttl or 0, setting("DEAD_JOB_TTL"))
             return
-        queue = TrackedQueue(self.origin, connection=self.connection, job_class=type(self), serializer=self.serializer)
+        # RQ's own queue: the retry only schedules or re-queues the job (nothing of jobsite's
+        # queue class applies to that, and its events are quiet here).
+        queue = Queue(self.origin, connection=self.connection, job_class=type(self), serializer=self.serializer)
         self.retries_left = decision.retries_left
         self._jobsite_quiet = True
         try:
