@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.browser import ARGS, CHROMIUM
 from tests.conftest import create_operator
 from tests.factories import JobErrorFactory
 from workers.models import AuditEntry, JobRecord
@@ -15,9 +16,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]  # fmt: skip
 
 
 class Dialogs:
@@ -39,7 +37,7 @@ def page(live_server, monkeypatch) -> Iterator[object]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     create_operator("ops", "pw")
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.set_default_timeout(20_000)
         page.dialogs = Dialogs()

@@ -23,6 +23,7 @@ import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
 from alerts.models import Alert
 from bench.seed import seed_records
 from examples.models import EtlPage, EtlRun
+from tests.browser import launched_chromium
 from tests.conftest import ROOT, create_operator
 from tests.examples.factories import CampaignFactory, DeliveryFactory
 from tests.factories import JobErrorFactory, JobRecordFactory
@@ -41,8 +42,6 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]  # fmt: skip
 
 LONG_FUNC = "examples.jobs.campaigns.campaign_send_one_recipient_with_a_long_name"
 SCHEDULED_IDS = [f"schedule-1-17331408{n:02d}" for n in range(3)]
@@ -122,18 +121,8 @@ HEADER_FACTS = """() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # still plain synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def login(browser, live_server, *, width: int, theme: str):

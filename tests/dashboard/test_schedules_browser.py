@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 import tests.schedfuncs  # noqa: F401  (registers the schedulable functions)
+from tests.browser import ARGS, CHROMIUM
 from workers.models import Schedule
 from workers.scheduling.sync import schedule_save
 
@@ -15,9 +16,6 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]  # fmt: skip
-
 
 @pytest.fixture
 def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
@@ -25,7 +23,7 @@ def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
     # still plain synchronous ones.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
         page.goto(f"{live_server.url}/admin/login/?next=/dashboard/schedules/")
         page.fill("#id_username", "admin")

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.browser import ARGS, CHROMIUM
 from tests.factories import JobRecordFactory
 from workers.models import JobStatus
 
@@ -16,15 +17,12 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]  # fmt: skip
-
 
 @pytest.fixture
 def page(live_server, admin_user, monkeypatch) -> Iterator[object]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(base_url=live_server.url)
         page.set_default_timeout(20_000)
         page.goto("/admin/login/?next=/dashboard/jobs/")

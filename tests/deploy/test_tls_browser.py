@@ -6,7 +6,6 @@ burst mode), and an operator in headless Chromium on https://."""
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import secrets
 import subprocess
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
+from tests.browser import launched_chromium
 from tests.conftest import ROOT, database_url, wait_for
 from tests.deploy.conftest import Certificate, Server, free_port
 from tests.deploy.units import VENV_BIN, exec_start, unit_env
@@ -28,9 +28,6 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]  # fmt: skip
 # ManifestStaticFilesStorage's names: <name>.<12 hex digits of the content's MD5>.<ext>
 HASHED = re.compile(r"\.[0-9a-f]{12}\.(css|js|svg)$")
 
@@ -71,19 +68,8 @@ def run_worker_burst(site: Server, instance: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/system-packages.sh --browser installs it")
-    # The test's own ORM calls run between browser steps, inside Playwright's event loop.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
