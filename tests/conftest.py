@@ -157,6 +157,9 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
     yield start
     for worker in started:
         worker.stop()
+        # Captured output of the teardown: pytest shows it only when the test failed.
+        lines = worker.log.read_text(errors="replace").splitlines() if worker.log.exists() else []
+        print(f"--- last lines of {worker.name}'s log (exit {worker.process.returncode}) ---", *lines[-40:], sep="\n")
 
 
 def create_operator(username: str, password: str):
