@@ -1,32 +1,96 @@
-"""Keeps a worker from forking while another of its threads is inside the database driver.
+"""Keeps a worker from forking while another of its threads is inside the database driver
+or in the middle of an import.
 
-A forking worker's horse is a copy of the worker taken at fork time. Had the companion
-thread (recorder, watchdog) been inside the driver then (SQLite's file mutex, a half-done
-write transaction), the horse would inherit a lock held by a thread it does not have, and
-hang or fail with "database is locked" at its first write. The companion holds this guard
-around its database work; every fork of the process waits for it (os.register_at_fork),
-so a fork copies the process between two batches, never in the middle of one.
+A forking worker's horse (and RQ's scheduler process) is a copy of the worker taken at
+fork time, with only the thread that forked. Any lock another thread held then stays held
+in the copy, by a thread the copy does not have: its first use hangs for good.
+
+- The database: had the companion thread (recorder, watchdog) been inside the driver
+  (SQLite's file mutex, a half-done write transaction), the horse would hang or fail with
+  "database is locked" at its first write. The companion holds this guard around its
+  database work; every fork of the process waits for it (os.register_at_fork), so a fork
+  copies the process between two batches, never in the middle of one.
+- Imports: each module being imported is locked until its import is done. The companion
+  imports lazily too (a job's module, to redact its arguments by parameter name; RQ's date
+  parsing imports ``_strptime`` on first use). A horse forked in the middle of such an
+  import hung at its own import of the same module (seen under load: the horse of
+  ``tests.jobfuncs`` never started its job). So a fork also waits, up to IMPORT_WAIT
+  seconds, until no other thread is importing, and holds Python's import lock across the
+  fork so that no import starts in between.
 """
 
 from __future__ import annotations
 
+import _imp
+import logging
 import os
 import threading
+import time
+from importlib import _bootstrap  # type: ignore[attr-defined]
+
+log = logging.getLogger(__name__)
+
+IMPORT_WAIT = 5.0
+
+
+def _imports_of_other_threads() -> list[str]:
+    """Modules another thread is importing right now (their import locks are held)."""
+    me = threading.get_ident()
+    busy = []
+    for ref in list(_bootstrap._module_locks.values()):  # type: ignore[attr-defined]
+        lock = ref()
+        if lock is not None and lock.count > 0 and lock.owner not in (None, me):
+            busy.append(lock.name)
+    return busy
+
+
+def _import_lock_when_no_import_runs(wait: float = IMPORT_WAIT) -> None:
+    """Take Python's import lock once no other thread is in the middle of an import.
+
+    Holding it, no new import can start (every import takes it to find its module's lock);
+    one already started holds its module's lock instead, so that is what is waited for.
+    Gives up waiting (and forks anyway) after ``wait`` seconds, with a warning."""
+    deadline = time.monotonic() + wait
+    while True:
+        _imp.acquire_lock()
+        busy = _imports_of_other_threads()
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("forking while another thread still imports %s: the child may hang importing it", busy)
+            return
+        _imp.release_lock()
+        time.sleep(0.001)
 
 
 class _ForkGuard:
     def __init__(self) -> None:
         # Reentrant: the thread that forks may already hold it.
         self._lock = threading.RLock()
-        os.register_at_fork(before=self._acquire, after_in_parent=self._release, after_in_child=self._reset)
+        os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent, after_in_child=self._reset)
 
-    def _acquire(self) -> None:
+        self._import_lock_held = False
+
+    def _before(self) -> None:
         self._lock.acquire()
+        try:
+            _import_lock_when_no_import_runs()
+            self._import_lock_held = True
+        except Exception:  # Python's import internals changed: fork as before
+            log.exception("could not wait for imports before forking")
 
-    def _release(self) -> None:
+    def _after_in_parent(self) -> None:
+        if self._import_lock_held:
+            self._import_lock_held = False
+            _imp.release_lock()
         self._lock.release()
 
     def _reset(self) -> None:
+        # The child inherits the import lock taken in _before (Python re-creates it held
+        # by the child's only thread): give it back, and start with a fresh guard.
+        if self._import_lock_held:
+            self._import_lock_held = False
+            _imp.release_lock()
         self._lock = threading.RLock()
 
     def __enter__(self) -> None:
