@@ -88,6 +88,19 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def scheduler_pid(worker: WorkerProcess, redis: Redis, timeout: float = 60) -> int:
+    """The pid of a worker's RQ scheduler process, once it holds the default queue's lock and
+    has registered (RQ's scheduler hash names its pid). Not just "a child of the worker": at
+    start a worker also runs short-lived programs (platform.architecture() runs `file`)."""
+    wait_for(lambda: redis.get("rq:scheduler-lock:default") == worker.name.encode(), timeout=timeout)
+
+    def registered() -> int | None:
+        pid = redis.hget(f"rq:scheduler:{worker.name}", "pid")
+        return int(pid) if pid and int(pid) in child_pids(worker.pid) else None
+
+    return int(wait_for(registered, timeout=timeout))
+
+
 def process_alive(pid: int) -> bool:
     """Running, and not a zombie waiting for a parent (or init) to reap it."""
     try:

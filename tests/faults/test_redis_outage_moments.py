@@ -24,7 +24,7 @@ from django.utils import timezone
 from redis.exceptions import ResponseError
 from rq.suspension import resume, suspend
 
-from tests.conftest import WORKER_APPNAME, child_pids, database_url, process_alive, wait_for
+from tests.conftest import WORKER_APPNAME, database_url, process_alive, scheduler_pid, wait_for
 from tests.faults.conftest import OwnRedis, database_writes_held, free_port, mentions, wait_for_mention
 from workers import enqueue
 from workers.events import LOST_REASON
@@ -230,17 +230,11 @@ def test_a_fail_over_in_progress(own_redis, start_worker, start_command, tmp_pat
 # --- RQ's scheduler in a worker ---------------------------------------------------------------
 
 
-def _scheduler_of(worker, redis) -> int:
-    """The pid of the worker's scheduler process, once it holds the default queue's lock."""
-    wait_for(lambda: redis.get("rq:scheduler-lock:default") == worker.name.encode(), timeout=60)
-    return wait_for(lambda: next(iter(child_pids(worker.pid)), None), timeout=30)
-
-
 @WITH_DATA_OR_EMPTY
 def test_an_outage_while_rqs_scheduler_holds_its_locks(own_redis, start_worker, empty):
     worker = start_worker()
     redis = own_redis.client()
-    scheduler_pid = _scheduler_of(worker, redis)
+    scheduler = scheduler_pid(worker, redis)
     delayed = enqueue("tests.jobfuncs.add", 2, 3, delay=timedelta(seconds=2))
     wait_for(lambda: JobRecord.objects.filter(job_id=delayed.id, status=JobStatus.SCHEDULED).exists(), timeout=60)
 
@@ -249,7 +243,7 @@ def test_an_outage_while_rqs_scheduler_holds_its_locks(own_redis, start_worker, 
     own_redis.start()
 
     wait_for_mention(worker, f"scheduler {worker.name}: {BACK}")
-    assert process_alive(scheduler_pid)  # the same process: it waited, it did not die
+    assert process_alive(scheduler)  # the same process: it waited, it did not die
     if empty:
         _lost(_ended(delayed.id))
     else:
@@ -257,7 +251,7 @@ def test_an_outage_while_rqs_scheduler_holds_its_locks(own_redis, start_worker, 
     later = enqueue("tests.jobfuncs.add", 3, 4, delay=timedelta(seconds=1))
     assert _ended(later.id, JobStatus.FINISHED).result_repr == "7"  # moved by it, on time
     assert redis.get("rq:scheduler-lock:default") == worker.name.encode()
-    assert process_alive(scheduler_pid)
+    assert process_alive(scheduler)
     _goes_on(worker)
 
 
@@ -268,14 +262,14 @@ def test_a_worker_ended_during_an_outage_takes_its_scheduler_with_it(own_redis, 
     one's scheduler notices its worker is gone and stops on its own."""
     worker = start_worker()
     redis = own_redis.client()
-    scheduler_pid = _scheduler_of(worker, redis)
+    scheduler = scheduler_pid(worker, redis)
 
     own_redis.stop()
     wait_for_mention(worker, f"scheduler {worker.name}: {OUTAGE}")
     worker.process.send_signal(sig)
 
     returncode = worker.process.wait(timeout=60)
-    wait_for(lambda: not process_alive(scheduler_pid), timeout=60)
+    wait_for(lambda: not process_alive(scheduler), timeout=60)
     log = worker.log.read_text(errors="replace")
     if sig == signal.SIGTERM:
         assert returncode == 0, log[-4000:]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import child_pids, process_alive, wait_for
+from tests.conftest import process_alive, scheduler_pid, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 
@@ -81,8 +81,7 @@ def test_a_worker_killed_whole_takes_its_scheduler_process_with_it(start_worker,
     # RQ forks the scheduler from the worker; as an orphan it would go on moving due jobs
     # and re-taking the queues' scheduler locks for good.
     worker = start_worker(name="orphaning-worker")
-    (scheduler,) = wait_for(lambda: child_pids(worker.pid), timeout=30)  # idle: no horse
-    wait_for(lambda: redis_conn.get("rq:scheduler-lock:default") == b"orphaning-worker", timeout=30)
+    scheduler = scheduler_pid(worker, redis_conn)
 
     worker.kill()
 
