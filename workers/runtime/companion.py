@@ -14,6 +14,7 @@ from ..conf import setting
 from ..ordering.watchdog import keys_watchdog
 from ..recording.consumer import Recorder
 from ..redis import ALIVE_KEY, REDIS_DOWN, WORKERS_SET, RedisOutage, backoff, new_connection
+from ..rq.claims import Claim, claim_holder
 from ..rq.forkguard import FORK_GUARD
 from .liveness import mark_alive
 from .reconcile import reconcile_due
@@ -38,6 +39,7 @@ class Companion:
         self._stop = threading.Event()
         self._next_watchdog = 0.0
         self._vanished_after = 0
+        self._beaten = False
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
         # Liveness has a thread of its own: a recorder batch waiting on a busy database
         # (SQLite's write lock can take seconds) must not make a live worker look dead,
@@ -45,9 +47,22 @@ class Companion:
         self._beat = threading.Thread(target=self._heartbeat, name=f"jobsite-alive-{worker.name}", daemon=True)
 
     def beat(self) -> None:
-        """Mark the worker alive, naming the job it runs (raises if Redis is away)."""
+        """Mark the worker alive, naming the job it runs (raises if Redis is away), and tell
+        the worker when the others may have presumed it dead: its liveness key had expired
+        (a host cut off, a process frozen for longer than WORKER_ALIVE_TTL), or the claim of
+        the attempt it runs was taken by a watchdog."""
         executions = list(getattr(self.worker, "executions", {}).values())
-        mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
+        was_alive = mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
+        first, self._beaten = not self._beaten, True
+        notice = getattr(self.worker, "jobsite_presumed_dead", None)
+        if notice is None:
+            return
+        claim: Claim | None = getattr(self.worker, "_jobsite_claim", None)
+        holder = claim_holder(self.connection, claim) if claim is not None else None
+        if claim is not None and holder is not None:
+            notice(f"the claim of job {claim.job_id} attempt {claim.attempt} was taken: {holder}", taken=claim)
+        elif not was_alive and not first:
+            notice(f"its liveness key had expired: no heartbeat reached Redis for {setting('WORKER_ALIVE_TTL')} s")
 
     def start(self) -> None:
         """Start the threads; the worker marks itself alive first (``beat``)."""

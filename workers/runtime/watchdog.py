@@ -24,6 +24,7 @@ from rq.worker import BaseWorker
 from .. import events
 from ..conf import setting
 from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, VANISHED_KEY, WATCHDOG_ORPHAN_KEY
+from ..rq.claims import claim_revoke
 from ..rq.job import TrackedJob
 from ..rq.retry import retry_decision
 from ..statuses import JobStatus
@@ -83,6 +84,8 @@ def _unstarted_requeue(
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
         pipe.delete(Execution.from_composite_key(entry.decode(), connection).key)
+        # Were the worker only cut off, what it writes of this job when it is back is dropped.
+        claim_revoke(pipe, job.id, attempt=job.attempt + 1, worker=worker)
         pipe.execute()
     queue.enqueue_job(job, at_front=True)  # as lost_jobs_requeue does (RQ watches here)
     return 1
@@ -250,6 +253,9 @@ def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker
     job._jobsite_quiet = True
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
+        # A worker only cut off (not dead) may come back with this attempt's outcome: with
+        # its claim revoked here, in the same transaction, that outcome is dropped.
+        claim_revoke(pipe, job.id, attempt=job.attempt, worker=worker)
         job.report_failure(pipe, status=decision.status, failure=("WorkerDied", reason, reason), worker=worker)
         if decision.status == JobStatus.RETRYING:
             job.retries_left = decision.retries_left
