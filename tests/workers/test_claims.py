@@ -14,7 +14,6 @@ from tests.conftest import wait_for
 from tests.faults.conftest import mentions, wait_for_mention
 from workers import enqueue, events
 from workers.models import JobRecord, JobStatus
-from workers.recording.consumer import drain
 from workers.redis import ALIVE_KEY, CLAIM_KEY, STREAM_KEY
 from workers.rq.claims import Claim, FencedRedis, claim_revoke, claim_take
 from workers.rq.job import TrackedJob
@@ -131,7 +130,8 @@ def test_a_worker_whose_claim_is_taken_abandons_its_job_and_registers_again(star
 
     log = worker.log.read_text(errors="replace")
     assert mentions(worker, DROPPED) == 1
-    assert log.index("presumed dead by the other workers") < log.index("registered again") < log.index(f"Job OK ({after.id})")
+    presumed, again = log.index("presumed dead by the other workers"), log.index("registered again")
+    assert presumed < again < log.index(f"Job OK ({after.id})")
     assert redis_conn.hmget(job.key, "status", "worker_name") == [b"started", b"elsewhere"]
     assert redis_conn.exists(ALIVE_KEY.format("cut-off-worker"))
     assert redis_conn.hget("rq:worker:cut-off-worker", "birth")
