@@ -16,7 +16,7 @@ from ..recording.consumer import Recorder
 from ..redis import ALIVE_KEY, REDIS_DOWN, WORKERS_SET, RedisOutage, backoff, new_connection
 from ..rq.claims import Claim, claim_holder
 from ..rq.forkguard import FORK_GUARD
-from .liveness import mark_alive
+from .liveness import is_alive, mark_alive
 from .reconcile import reconcile_due
 from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue, vanished_jobs_end
 
@@ -40,6 +40,8 @@ class Companion:
         self._next_watchdog = 0.0
         self._vanished_after = 0
         self._beaten = False
+        # time.monotonic() before which this companion's watchdogs judge no worker dead.
+        self._judge_after = 0.0
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
         # Liveness has a thread of its own: a recorder batch waiting on a busy database
         # (SQLite's write lock can take seconds) must not make a live worker look dead,
@@ -53,7 +55,12 @@ class Companion:
         the attempt it runs was taken by a watchdog."""
         executions = list(getattr(self.worker, "executions", {}).values())
         was_alive = mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
-        first, self._beaten = not self._beaten, True
+        expired, self._beaten = not was_alive and self._beaten, True
+        if expired:
+            # Out of touch with Redis for longer than WORKER_ALIVE_TTL (a link down: no error,
+            # the commands just waited), so the others may have been too: judge nobody dead
+            # before their beats have had time to get through again.
+            self._judge_after = time.monotonic() + setting("WORKER_ALIVE_TTL")
         notice = getattr(self.worker, "jobsite_presumed_dead", None)
         if notice is None:
             return
@@ -61,7 +68,7 @@ class Companion:
         holder = claim_holder(self.connection, claim) if claim is not None else None
         if claim is not None and holder is not None:
             notice(f"the claim of job {claim.job_id} attempt {claim.attempt} was taken: {holder}", taken=claim)
-        elif not was_alive and not first:
+        elif expired:
             notice(f"its liveness key had expired: no heartbeat reached Redis for {setting('WORKER_ALIVE_TTL')} s")
 
     def start(self) -> None:
@@ -107,8 +114,10 @@ class Companion:
         """Every WATCHDOG_INTERVAL: fail orphaned jobs, put back lost ones, end vanished
         ones, free locks and keys."""
         moment = time.monotonic()
-        if moment < self._next_watchdog:
+        if moment < self._next_watchdog or moment < self._judge_after:
             return
+        if not is_alive(self.connection, self.worker_name):
+            return  # this worker is out of touch itself: what it sees of the others is too
         ended_at = self.outage.ended_at
         if self.outage.ongoing or (ended_at is not None and moment - ended_at < setting("WORKER_ALIVE_TTL")):
             # Every liveness key may have expired during the outage: judge no worker dead
