@@ -432,19 +432,21 @@ class TrackingMixin:
         attempt = int(getattr(job, "attempt", 0)) + 1  # the horse counts it in its own copy
         outages = self._jobsite_outage.count
         self._jobsite_execution = self._jobsite_horse_status = None
-        claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
-        held = self._jobsite_until_redis_answers(claim_take, self.connection, claim, timeout=job.timeout)  # type: ignore[attr-defined]
-        if held is not None:
-            # Only a claim that reached Redis late meets this: the attempt is someone else's.
-            self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, attempt, held)  # type: ignore[attr-defined]
-        self._jobsite_claim = claim
+        self._jobsite_claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
         try:
             self._jobsite_execute(job, queue, attempt, outages)
         finally:
             self._jobsite_claim = None
 
     def _jobsite_execute(self, job: Job, queue: Any, attempt: int, outages: int) -> None:
+        claim = self._jobsite_claim
+        assert claim is not None
         try:
+            # Redis away here: the job did not start, and goes back to its queue (below).
+            held = claim_take(self.connection, claim, timeout=job.timeout)
+            if held is not None:
+                # Only a take that reached Redis late meets this: the attempt is someone else's.
+                self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, attempt, held)  # type: ignore[attr-defined]
             super().execute_job(job, queue)  # type: ignore[misc]
         except REDIS_DOWN as exc:
             # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
