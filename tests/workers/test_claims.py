@@ -82,8 +82,8 @@ def test_a_plain_rq_worker_keeps_rq_semantics_whatever_claim_there_is(redis_conn
 
 
 def test_a_fenced_transaction_is_not_sent_when_the_claim_changes_after_it_was_read(redis_conn):
-    claim = Claim("job-x", 1, "w1")
-    assert claim_take(redis_conn, claim, timeout=60) is None
+    claim, refused = claim_take(redis_conn, Claim("job-x", 1, "w1"), timeout=60)
+    assert refused is None
     fenced = FencedRedis(redis_conn, claim)
     pipe = fenced.pipeline()
     pipe.watch("unrelated")
@@ -104,10 +104,19 @@ def test_a_fenced_transaction_is_not_sent_when_the_claim_changes_after_it_was_re
 def test_a_revoked_claim_cannot_be_taken_back_by_a_late_take_but_the_next_attempt_can(redis_conn):
     late = Claim("job-y", 1, "cut-off")
     claim_revoke(redis_conn, "job-y", attempt=1, worker="cut-off")  # before its take arrived
-    assert claim_take(redis_conn, late, timeout=60) == "1 cut-off * revoked"
-    assert claim_take(redis_conn, Claim("job-y", 2, "other"), timeout=60) is None
-    assert claim_take(redis_conn, Claim("job-y", 1, "cut-off"), timeout=60) is not None  # older attempt
-    assert claim_take(redis_conn, Claim("job-y", 2, "third"), timeout=60) is not None  # taken by another live one
+    assert claim_take(redis_conn, late, timeout=60)[1] == "1 cut-off * revoked"
+    newer, refused = claim_take(redis_conn, Claim("job-y", 2, "other"), timeout=60)
+    assert refused is None and newer.after_revoked
+    assert claim_take(redis_conn, Claim("job-y", 1, "cut-off"), timeout=60)[1] is not None  # older attempt
+    assert claim_take(redis_conn, Claim("job-y", 2, "third"), timeout=60)[1] is not None  # another live one's
+
+    # Attempt 2 ends: its claim stays (a day), so that attempt 1's outcome, arriving even
+    # later, still finds the job claimed by someone else.
+    FencedRedis(redis_conn, newer).pipeline().set("outcome", "attempt 2").execute()
+    assert redis_conn.get(newer.key) == newer.value.encode() and redis_conn.ttl(newer.key) > 3600
+    with pytest.raises(Exception, match="claim of attempt 1"):
+        FencedRedis(redis_conn, late).pipeline().set("outcome", "attempt 1").execute()
+    assert redis_conn.get("outcome") == b"attempt 2"
 
 
 def test_a_worker_whose_claim_is_taken_abandons_its_job_and_registers_again(start_worker, redis_conn):

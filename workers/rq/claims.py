@@ -15,7 +15,7 @@ with Redis's data) is not fenced: RQ's semantics stay as they are.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis import Redis
@@ -40,6 +40,9 @@ class Claim:
     attempt: int
     worker: str
     token: str = field(default_factory=lambda: secrets.token_hex(4))
+    # Taken over a revoked claim: a worker presumed dead may still come back with its
+    # outcome, so this claim outlives the attempt (REVOKED_TTL) instead of going with it.
+    after_revoked: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -78,7 +81,8 @@ if cur then
   if cur == ARGV[1] .. ' revoked' or cur == ARGV[4] then return cur end
 end
 redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[3])
-return false
+if cur and string.sub(cur, -8) == ' revoked' then return 1 end
+return 0
 """
 
 # Revokes the live claim of ``attempt`` by ``worker`` (prefix "<attempt> <worker> "); no
@@ -99,10 +103,13 @@ return 0
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
-def claim_take(connection: Redis, claim: Claim, *, timeout: Any) -> str | None:
-    """Take the claim for this execution; returns None, or the holder that kept it."""
-    holder = connection.eval(_TAKE, 1, claim.key, claim.value, claim.attempt, claim_ttl(timeout), _all_revoked(claim))
-    return holder.decode() if isinstance(holder, bytes) else holder  # type: ignore[return-value]
+def claim_take(connection: Redis, claim: Claim, *, timeout: Any) -> tuple[Claim, str | None]:
+    """Take the claim for this execution; returns it (marked when it follows a revoked one)
+    and, when it was not taken, the holder that kept it."""
+    taken = connection.eval(_TAKE, 1, claim.key, claim.value, claim.attempt, claim_ttl(timeout), _all_revoked(claim))
+    if isinstance(taken, bytes):
+        return claim, taken.decode()
+    return (replace(claim, after_revoked=True) if taken == 1 else claim), None
 
 
 def claim_revoke(pipeline: Any, job_id: str, *, attempt: int, worker: str) -> None:
@@ -168,8 +175,13 @@ class _FencedPipeline(Pipeline):
         if self.command_stack and (self.explicit_transaction or self.transaction):
             if not self.explicit_transaction:
                 self._check()
-            # The attempt ends with this write: the claim goes with it.
-            self.pipeline_execute_command("DEL", self._owner.claim.key)
+            # The attempt ends with this write: the claim goes with it, unless a worker
+            # presumed dead may still come back with an older attempt's outcome.
+            claim = self._owner.claim
+            if claim.after_revoked:
+                self.pipeline_execute_command("EXPIRE", claim.key, REVOKED_TTL)
+            else:
+                self.pipeline_execute_command("DEL", claim.key)
         return super().execute(raise_on_error)
 
     def reset(self) -> None:

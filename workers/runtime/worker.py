@@ -443,7 +443,7 @@ class TrackingMixin:
         assert claim is not None
         try:
             # Redis away here: the job did not start, and goes back to its queue (below).
-            held = claim_take(self.connection, claim, timeout=job.timeout)
+            self._jobsite_claim, held = claim_take(self.connection, claim, timeout=job.timeout)
             if held is not None:
                 # Only a take that reached Redis late meets this: the attempt is someone else's.
                 self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, attempt, held)  # type: ignore[attr-defined]
