@@ -64,6 +64,6 @@ def test_a_watchdog_that_was_out_of_touch_itself_judges_no_worker_dead_until_the
     companion._watchdogs()
     assert job.get_status(refresh=True) == "started"  # within WORKER_ALIVE_TTL of that
 
-    companion._judge_after -= setting("WORKER_ALIVE_TTL")
+    companion._judge_after = 0.0  # that long after it is back
     companion._watchdogs()
     assert job.get_status(refresh=True) != "started"

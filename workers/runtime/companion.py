@@ -40,6 +40,7 @@ class Companion:
         self._next_watchdog = 0.0
         self._vanished_after = 0
         self._beaten = False
+        self._last_beat = 0.0  # time.monotonic() of the last beat that got through
         # time.monotonic() before which this companion's watchdogs judge no worker dead.
         self._judge_after = 0.0
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
@@ -56,11 +57,14 @@ class Companion:
         executions = list(getattr(self.worker, "executions", {}).values())
         was_alive = mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
         expired, self._beaten = not was_alive and self._beaten, True
+        moment, last = time.monotonic(), self._last_beat
+        self._last_beat = moment
         if expired:
-            # Out of touch with Redis for longer than WORKER_ALIVE_TTL (a link down: no error,
-            # the commands just waited), so the others may have been too: judge nobody dead
-            # before their beats have had time to get through again.
-            self._judge_after = time.monotonic() + setting("WORKER_ALIVE_TTL")
+            # Out of touch with Redis for longer than WORKER_ALIVE_TTL (a link down raises
+            # nothing: commands wait), so the others may have been too, and TCP's
+            # retransmission backoff can keep them out about as long again after the link is
+            # back: judge nobody dead before their beats could get through.
+            self._judge_after = moment + (moment - last) + setting("WORKER_ALIVE_TTL")
         notice = getattr(self.worker, "jobsite_presumed_dead", None)
         if notice is None:
             return
