@@ -10,6 +10,7 @@ operator's signal stops a jobsite worker.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -50,6 +51,8 @@ from .liveness import mark_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A work horse whose outcome was dropped (its claim taken) exits with this status.
+CLAIM_LOST_EXIT = 75
 
 
 class TrackingMixin:
@@ -195,12 +198,14 @@ class TrackingMixin:
         if self._jobsite_dropped == claim:
             return  # logged once per attempt
         self._jobsite_dropped = claim
+        if self.is_horse:  # type: ignore[attr-defined]
+            return  # its worker logs it, once, from the horse's exit status (CLAIM_LOST_EXIT)
         self.log.warning(  # type: ignore[attr-defined]
             "Worker %s: dropped its late outcome of job %s attempt %s: the job was claimed again (%s)",
             self.name,  # type: ignore[attr-defined]
             claim.job_id,
             claim.attempt,
-            holder,
+            holder or "by another worker",
         )
 
     def _set_ip_address(self, connection: Any) -> None:
@@ -588,6 +593,8 @@ class TrackingMixin:
         finally:
             if self.is_horse:  # type: ignore[attr-defined]
                 connections.close_all()
+                if self._jobsite_dropped is not None and self._jobsite_dropped == self._jobsite_claim:
+                    os._exit(CLAIM_LOST_EXIT)  # RQ's horse would exit 0 here: tell the worker
             else:
                 close_old_connections()
 
@@ -608,6 +615,9 @@ class TrackingWorker(TrackingMixin, Worker):  # type: ignore[misc]
 
     def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
         pid, status, rusage = super().wait_for_horse()
+        if status and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLAIM_LOST_EXIT and self._jobsite_claim:
+            self._jobsite_drop(self._jobsite_claim, None)
+            status = 0  # the horse ended as it should: nothing of its attempt is left to do
         self._jobsite_horse_status = status  # not 0: the horse died; execute_job checks the attempt
         return pid, status, rusage
 
