@@ -114,21 +114,25 @@ class Companion:
             else:
                 self.outage.ended()
 
+    def _may_judge(self) -> bool:
+        """Whether this worker may judge others dead now: not within the grace after it was
+        out of touch itself (``beat``), and not out of touch right now (its own liveness key
+        gone: what it sees of the others is as stale)."""
+        return time.monotonic() >= self._judge_after and is_alive(self.connection, self.worker_name)
+
     def _watchdogs(self) -> None:
         """Every WATCHDOG_INTERVAL: fail orphaned jobs, put back lost ones, end vanished
         ones, free locks and keys."""
         moment = time.monotonic()
-        if moment < self._next_watchdog or moment < self._judge_after:
+        if moment < self._next_watchdog or not self._may_judge():
             return
-        if not is_alive(self.connection, self.worker_name):
-            return  # this worker is out of touch itself: what it sees of the others is too
         ended_at = self.outage.ended_at
         if self.outage.ongoing or (ended_at is not None and moment - ended_at < setting("WORKER_ALIVE_TTL")):
             # Every liveness key may have expired during the outage: judge no worker dead
             # before the live ones have had time to beat again.
             return
         with FORK_GUARD:
-            abandoned_jobs_fail(self.connection)
+            abandoned_jobs_fail(self.connection, may_judge=self._may_judge)
             lost_jobs_requeue(self.connection)
             _ended, self._vanished_after = vanished_jobs_end(self.connection, after=self._vanished_after)
         dead_scheduler_locks_release(self.connection)
