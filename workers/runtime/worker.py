@@ -590,6 +590,11 @@ class TrackingMixin:
         close_old_connections()
         try:
             return super().perform_job(job, queue, execution)  # type: ignore[misc]
+        except BaseException:
+            if self.is_horse:  # type: ignore[attr-defined]
+                # RQ's horse exits 1 without a word: its worker only sees "terminated unexpectedly".
+                self.log.exception("Worker %s: work horse of job %s failed outside the job", self.name, job.id)  # type: ignore[attr-defined]
+            raise
         finally:
             if self.is_horse:  # type: ignore[attr-defined]
                 connections.close_all()
