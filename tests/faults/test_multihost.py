@@ -295,7 +295,23 @@ def _check_phase(books: Books, jobs: dict[str, tuple[str, int]], label: str, say
         assert [a for a, _e in errs] == list(range(1, expected)), (label, name, errs)
 
 
+NOTABLE = ("Work-horse", "failed outside the job", "worker died", PRESUMED, REJOINED, DROPPED, "abandoning",
+           "Redis is unavailable", "Error", "error")  # fmt: skip
+
+
 def test_workers_on_three_hosts_ride_out_partitions(hosts: Hosts, settings, monkeypatch, capsys):
+    try:
+        _phases(hosts, settings, monkeypatch, capsys)
+    except BaseException:
+        # What the processes said that matters, since their logs go with the hosts.
+        for label, log in hosts.logs.items():
+            lines = log.read_text(errors="replace").splitlines()
+            notable = [line for line in lines if any(word in line for word in NOTABLE)]
+            print(f"--- {label}: {len(lines)} lines, notable:\n" + "\n".join(notable[-40:]), file=sys.stderr)
+        raise
+
+
+def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
     direct_url, proxied_url, database_url = _start_data_host(hosts)
     migrate = _run(sys.executable, "manage.py", "migrate", "--noinput", cwd=ROOT, env=_env(direct_url, database_url))
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
