@@ -437,17 +437,17 @@ class TrackingMixin:
         attempt = int(getattr(job, "attempt", 0)) + 1  # the horse counts it in its own copy
         outages = self._jobsite_outage.count
         self._jobsite_execution = self._jobsite_horse_status = None
-        self._jobsite_claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
         try:
             self._jobsite_execute(job, queue, attempt, outages)
         finally:
             self._jobsite_claim = None
 
     def _jobsite_execute(self, job: Job, queue: Any, attempt: int, outages: int) -> None:
-        claim = self._jobsite_claim
-        assert claim is not None
         try:
             # Redis away here: the job did not start, and goes back to its queue (below).
+            # The worker holds the claim once it is in Redis: until then the companion's
+            # beat would take the job's previous (revoked) claim for this one's, taken.
+            claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
             self._jobsite_claim, held = claim_take(self.connection, claim, timeout=job.timeout)
             if held is not None:
                 # Only a take that reached Redis late meets this: the attempt is someone else's.
@@ -586,9 +586,9 @@ class TrackingMixin:
             log.exception("could not record the interrupted attempt of job %s", job.id)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
-        # A job is a unit of work like a request: no stale connection goes in or out.
-        close_old_connections()
         try:
+            # A job is a unit of work like a request: no stale connection goes in or out.
+            close_old_connections()
             return super().perform_job(job, queue, execution)  # type: ignore[misc]
         except BaseException:
             if self.is_horse:  # type: ignore[attr-defined]
