@@ -350,6 +350,15 @@ class TrackingMixin:
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        if (
+            not self.is_horse  # type: ignore[attr-defined]
+            and exc_string.startswith("Work-horse terminated unexpectedly")
+            and job.get_status(refresh=False) == RQStatus.QUEUED
+        ):
+            # The horse died before it could start the job (it could not reach Redis, say):
+            # no attempt was made, and execute_job puts the job back in its queue.
+            self.log.warning("Worker %s: job %s: its work horse ended before starting it", self.name, job.id)  # type: ignore[attr-defined]
+            return
         self._jobsite_fenced(job, self._jobsite_fail, job, queue, started_job_registry, exc_string, execution)
 
     def _jobsite_fail(self, job: Job, queue: Any, started_job_registry: Any, exc_string: str, execution: Any) -> None:
