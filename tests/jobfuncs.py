@@ -186,3 +186,32 @@ def return_retry(name: str):  # noqa: ANN201
 
     _redis().incr(f"test:runs:{name}")
     return Retry(max=1)
+
+
+def claimed_elsewhere(fail: bool = False) -> str:
+    """While it runs, another worker takes the job over, as after a watchdog presumed this
+    one dead: its claim goes to attempt 2 elsewhere and the job hash says so. Then it
+    returns (or raises) as if it had been cut off meanwhile."""
+    from rq import get_current_job
+
+    from workers.redis import CLAIM_KEY
+
+    job = get_current_job()
+    assert job is not None
+    redis = _redis()
+    redis.set(CLAIM_KEY.format(job.id), "2 elsewhere 0000")
+    redis.hset(job.key, mapping={"status": "started", "worker_name": "elsewhere"})
+    if fail:
+        raise ValueError("late failure of attempt 1")
+    return "late result of attempt 1"
+
+
+def run_counted(name: str, seconds: float = 0.0, fail_runs: int = 0) -> str:
+    """Counts its runs under ``name`` (INCR), sleeps, and fails its first ``fail_runs`` runs:
+    the multi-host test's load, countable however often a job ran."""
+    runs = int(_redis().incr(f"test:runs:{name}"))
+    if seconds:
+        time.sleep(seconds)
+    if runs <= fail_runs:
+        raise ConnectionError(f"{name}: transient failure on run {runs} of {fail_runs}")
+    return f"{name} ran {runs} time(s)"

@@ -45,6 +45,8 @@ LOST_KEY = "jobsite:lost:{}"
 # A job whose RQ hash vanished (Redis came back without it): one watchdog records it lost.
 VANISHED_KEY = "jobsite:vanished:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
+# Job id -> the execution that may write the outcome of its attempt (workers/rq/claims.py).
+CLAIM_KEY = "jobsite:claim:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"
 # Reconciliation: one pass at a time across workers, and where each window stopped
 # (field "<queue>:<list or registry>" -> an offset; "records" -> a keyset of the records).

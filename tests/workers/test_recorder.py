@@ -118,3 +118,18 @@ def test_a_recorder_makes_its_group_again_when_redis_lost_it(redis_conn):
 
     assert recorder.step() == 1
     assert JobRecord.objects.get(job_id="job-1").status == JobStatus.QUEUED
+
+
+def test_a_late_outcome_of_an_older_attempt_leaves_the_newer_attempts_record_as_it_is():
+    """A worker cut off mid-job comes back after attempt 2 started elsewhere: its attempt-1
+    "finished" (had it got through) must not overwrite attempt 2's record."""
+    t = time.time()
+    apply_events([_event("started", 1, t, w="cut-off", start=t)])
+    apply_events([_event("retrying", 1, t + 5, w="cut-off", xt="WorkerDied", xm="worker died", tb="", start=t)])
+    apply_events([_event("started", 2, t + 6, w="w2", start=t + 6)])
+    apply_events([_event("finished", 1, t + 7, w="cut-off", res="'late'", start=t, end=t + 7)])
+
+    record = JobRecord.objects.get(job_id="job-1")
+    assert (record.status, record.attempts, record.worker) == (JobStatus.STARTED, 2, "w2")
+    assert record.result_repr in ("", None)
+    assert record.ended_at is None

@@ -20,6 +20,7 @@ from ..conf import serializer as configured_serializer
 from ..conf import setting
 from ..redis import META_ATTEMPT, META_KEY, META_ORIGIN, META_PARENT
 from ..statuses import FROM_RQ_WAITING, JobStatus
+from .claims import claim_revoke
 from .joblogs import captured_logs
 from .retry import has_rq_retry, max_attempts_of, retry_decision
 
@@ -119,6 +120,8 @@ class TrackedJob(Job):
         decision = retry_decision(self)
         self._jobsite_retry_delay = decision.delay
         worker = self.worker_name or ""
+        if worker:
+            claim_revoke(pipeline, self.id, attempt=self.attempt, worker=worker)
         self.report_failure(pipeline, status=decision.status, failure=(*ABANDONED, ABANDONED[1]), worker=worker)
         if decision.status != JobStatus.RETRYING:
             self.failure_ttl = max(self.failure_ttl or 0, setting("DEAD_JOB_TTL"))

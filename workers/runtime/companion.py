@@ -14,8 +14,9 @@ from ..conf import setting
 from ..ordering.watchdog import keys_watchdog
 from ..recording.consumer import Recorder
 from ..redis import ALIVE_KEY, REDIS_DOWN, WORKERS_SET, RedisOutage, backoff, new_connection
+from ..rq.claims import Claim, claim_holder
 from ..rq.forkguard import FORK_GUARD
-from .liveness import mark_alive
+from .liveness import is_alive, mark_alive
 from .reconcile import reconcile_due
 from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue, vanished_jobs_end
 
@@ -38,6 +39,10 @@ class Companion:
         self._stop = threading.Event()
         self._next_watchdog = 0.0
         self._vanished_after = 0
+        self._beaten = False
+        self._last_beat = 0.0  # time.monotonic() of the last beat that got through
+        # time.monotonic() before which this companion's watchdogs judge no worker dead.
+        self._judge_after = 0.0
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
         # Liveness has a thread of its own: a recorder batch waiting on a busy database
         # (SQLite's write lock can take seconds) must not make a live worker look dead,
@@ -45,9 +50,30 @@ class Companion:
         self._beat = threading.Thread(target=self._heartbeat, name=f"jobsite-alive-{worker.name}", daemon=True)
 
     def beat(self) -> None:
-        """Mark the worker alive, naming the job it runs (raises if Redis is away)."""
+        """Mark the worker alive, naming the job it runs (raises if Redis is away), and tell
+        the worker when the others may have presumed it dead: its liveness key had expired
+        (a host cut off, a process frozen for longer than WORKER_ALIVE_TTL), or the claim of
+        the attempt it runs was taken by a watchdog."""
         executions = list(getattr(self.worker, "executions", {}).values())
-        mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
+        was_alive = mark_alive(self.connection, self.worker_name, running=executions[0].job_id if executions else None)
+        expired, self._beaten = not was_alive and self._beaten, True
+        moment, last = time.monotonic(), self._last_beat
+        self._last_beat = moment
+        if expired:
+            # Out of touch with Redis for longer than WORKER_ALIVE_TTL (a link down raises
+            # nothing: commands wait), so the others may have been too, and TCP's
+            # retransmission backoff can keep them out about as long again after the link is
+            # back: judge nobody dead before their beats could get through.
+            self._judge_after = moment + (moment - last) + setting("WORKER_ALIVE_TTL")
+        notice = getattr(self.worker, "jobsite_presumed_dead", None)
+        if notice is None:
+            return
+        claim: Claim | None = getattr(self.worker, "_jobsite_claim", None)
+        holder = claim_holder(self.connection, claim) if claim is not None else None
+        if claim is not None and holder is not None:
+            notice(f"the claim of job {claim.job_id} attempt {claim.attempt} was taken: {holder}", taken=claim)
+        elif expired:
+            notice(f"its liveness key had expired: no heartbeat reached Redis for {setting('WORKER_ALIVE_TTL')} s")
 
     def start(self) -> None:
         """Start the threads; the worker marks itself alive first (``beat``)."""
@@ -88,11 +114,17 @@ class Companion:
             else:
                 self.outage.ended()
 
+    def _may_judge(self) -> bool:
+        """Whether this worker may judge others dead now: not within the grace after it was
+        out of touch itself (``beat``), and not out of touch right now (its own liveness key
+        gone: what it sees of the others is as stale)."""
+        return time.monotonic() >= self._judge_after and is_alive(self.connection, self.worker_name)
+
     def _watchdogs(self) -> None:
         """Every WATCHDOG_INTERVAL: fail orphaned jobs, put back lost ones, end vanished
         ones, free locks and keys."""
         moment = time.monotonic()
-        if moment < self._next_watchdog:
+        if moment < self._next_watchdog or not self._may_judge():
             return
         ended_at = self.outage.ended_at
         if self.outage.ongoing or (ended_at is not None and moment - ended_at < setting("WORKER_ALIVE_TTL")):
@@ -100,7 +132,7 @@ class Companion:
             # before the live ones have had time to beat again.
             return
         with FORK_GUARD:
-            abandoned_jobs_fail(self.connection)
+            abandoned_jobs_fail(self.connection, may_judge=self._may_judge)
             lost_jobs_requeue(self.connection)
             _ended, self._vanished_after = vanished_jobs_end(self.connection, after=self._vanished_after)
         dead_scheduler_locks_release(self.connection)

@@ -13,13 +13,17 @@ from ..conf import setting
 from ..redis import ALIVE_KEY, WORKERS_SET
 
 
-def mark_alive(connection: Redis, worker_name: str, *, running: str | None = None) -> None:
+def mark_alive(connection: Redis, worker_name: str, *, running: str | None = None) -> bool:
     """Refresh the liveness key (naming the job the worker runs now, if any), and the
-    worker's place among jobsite workers: a Redis that came back empty learns both again."""
+    worker's place among jobsite workers: a Redis that came back empty learns both again.
+    Returns whether the key was still there (False: it had expired, and the watchdogs may
+    have presumed the worker dead)."""
     with connection.pipeline(transaction=False) as pipe:
         pipe.sadd(WORKERS_SET, worker_name)
-        pipe.set(ALIVE_KEY.format(worker_name), f"{os.getpid()} {running or ''}", ex=setting("WORKER_ALIVE_TTL"))
-        pipe.execute()
+        pipe.set(
+            ALIVE_KEY.format(worker_name), f"{os.getpid()} {running or ''}", ex=setting("WORKER_ALIVE_TTL"), get=True
+        )
+        return pipe.execute()[1] is not None
 
 
 def is_alive(connection: Redis, worker_name: str) -> bool:

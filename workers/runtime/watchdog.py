@@ -9,6 +9,7 @@ companion fails the orphaned jobs within a few seconds of the key expiring.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from redis import Redis
@@ -24,6 +25,7 @@ from rq.worker import BaseWorker
 from .. import events
 from ..conf import setting
 from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, VANISHED_KEY, WATCHDOG_ORPHAN_KEY
+from ..rq.claims import claim_revoke
 from ..rq.job import TrackedJob
 from ..rq.retry import retry_decision
 from ..statuses import JobStatus
@@ -32,9 +34,12 @@ from .liveness import is_alive, jobsite_worker_names, running_job
 log = logging.getLogger(__name__)
 
 
-def abandoned_jobs_fail(connection: Redis) -> int:
+def abandoned_jobs_fail(connection: Redis, *, may_judge: Callable[[], bool] = lambda: True) -> int:
     """Fail every started job whose jobsite worker is dead (and put back the ones it had
-    taken but not started yet); returns how many."""
+    taken but not started yet); returns how many.
+
+    ``may_judge`` is asked right before each worker is judged dead: a pass held up by a
+    link that was down resumes with what it saw before (the caller's companion knows)."""
     known = jobsite_worker_names(connection)
     failed = 0
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
@@ -48,12 +53,12 @@ def abandoned_jobs_fail(connection: Redis) -> int:
                 connection.zrem(registry.key, entry)  # type: ignore[arg-type]
                 continue
             if job.get_status(refresh=False) == RQStatus.QUEUED:
-                failed += _unstarted_requeue(connection, queue, job, entry, execution_id, known)  # type: ignore[arg-type]
+                failed += _unstarted_requeue(connection, queue, job, entry, execution_id, known, may_judge)  # type: ignore[arg-type]
                 continue
             worker = job.worker_name or ""
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
                 continue  # not ours to judge: plain RQ workers are left to RQ's own cleanup
-            if is_alive(connection, worker):
+            if is_alive(connection, worker) or not may_judge():
                 continue
             # One watchdog per orphan, however many workers notice it.
             if not connection.set(WATCHDOG_ORPHAN_KEY.format(job_id, job.attempt), 1, nx=True, ex=300):
@@ -64,7 +69,13 @@ def abandoned_jobs_fail(connection: Redis) -> int:
 
 
 def _unstarted_requeue(
-    connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, execution_id: str, known: set[str]
+    connection: Redis,
+    queue: Queue,
+    job: TrackedJob,
+    entry: bytes,
+    execution_id: str,
+    known: set[str],
+    may_judge: Callable[[], bool],
 ) -> int:
     """A job in the started registry that never started: its worker registered the
     execution, then died before its work horse began (a fork is slow). No attempt was
@@ -75,7 +86,7 @@ def _unstarted_requeue(
         worker = Execution.fetch(execution_id, job.id, connection=connection).worker_name
     except ValueError:  # the execution expired: RQ's cleanup drops the entry
         return 0
-    if worker not in known or is_alive(connection, worker):
+    if worker not in known or is_alive(connection, worker) or not may_judge():
         return 0
     if not connection.set(WATCHDOG_ORPHAN_KEY.format(job.id, f"unstarted:{execution_id}"), 1, nx=True, ex=300):
         return 0
@@ -83,6 +94,8 @@ def _unstarted_requeue(
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
         pipe.delete(Execution.from_composite_key(entry.decode(), connection).key)
+        # Were the worker only cut off, what it writes of this job when it is back is dropped.
+        claim_revoke(pipe, job.id, attempt=job.attempt + 1, worker=worker)
         pipe.execute()
     queue.enqueue_job(job, at_front=True)  # as lost_jobs_requeue does (RQ watches here)
     return 1
@@ -250,6 +263,9 @@ def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker
     job._jobsite_quiet = True
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
+        # A worker only cut off (not dead) may come back with this attempt's outcome: with
+        # its claim revoked here, in the same transaction, that outcome is dropped.
+        claim_revoke(pipe, job.id, attempt=job.attempt, worker=worker)
         job.report_failure(pipe, status=decision.status, failure=("WorkerDied", reason, reason), worker=worker)
         if decision.status == JobStatus.RETRYING:
             job.retries_left = decision.retries_left

@@ -10,6 +10,7 @@ operator's signal stops a jobsite worker.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -39,21 +40,26 @@ from ..redis import (
     backoff,
     raise_if_failing_over,
 )
+from ..rq.claims import Claim, ClaimLost, FencedRedis, claim_holder, claim_take
 from ..rq.failures import STOPPED_MID_JOB, describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
 from ..rq.scheduler import WorkerScheduler
 from ..statuses import JobStatus
 from .companion import Companion
+from .liveness import mark_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A work horse whose outcome was dropped (its claim taken) exits with this status.
+CLAIM_LOST_EXIT = 75
 
 
 class TrackingMixin:
     """What a jobsite worker adds to RQ's: failure policy, reported outcomes, a companion."""
 
     run_recorder = True
+    connection: Any  # RQ's; swapped for a FencedRedis while an outcome is written
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # RQ runs maintenance (which also takes over the scheduler of a dead worker) every
@@ -65,6 +71,12 @@ class TrackingMixin:
         self._jobsite_registered = self._jobsite_check_registration = False
         self._jobsite_execution: Any = None
         self._jobsite_horse_status: int | None = None
+        # The claim of the attempt this worker runs now (workers/rq/claims.py), the claim
+        # whose dropped outcome was logged, and why the worker must register again before
+        # it takes another job (set by the companion: the worker was presumed dead).
+        self._jobsite_claim: Claim | None = None
+        self._jobsite_dropped: Claim | None = None
+        self._jobsite_presumed_dead: str | None = None
         super().__init__(*args, **kwargs)
 
     # --- Redis outages: waited out wherever RQ would quit --------------------------------
@@ -100,12 +112,101 @@ class TrackingMixin:
         try:
             if not self.connection.hexists(self.key, "birth"):  # type: ignore[attr-defined]
                 self.log.info("Worker %s: Redis came back without this worker; registering it again", self.name)  # type: ignore[attr-defined]
-                self.connection.delete(self.key)  # type: ignore[attr-defined]
-                super().register_birth()  # type: ignore[misc]
-                super().set_state(self.get_state())  # type: ignore[misc,attr-defined]
+                self._jobsite_register()
             self._jobsite_check_registration = False
         except REDIS_DOWN:
             pass  # away again: the next call that gets through tries again
+
+    def _jobsite_register(self) -> None:
+        self.connection.delete(self.key)  # type: ignore[attr-defined]
+        super().register_birth()  # type: ignore[misc]
+        super().set_state(self.get_state())  # type: ignore[misc,attr-defined]
+        mark_alive(self.connection, self.name)  # type: ignore[attr-defined]
+
+    # --- presumed dead: a claim taken, an outcome fenced off ------------------------------
+
+    def jobsite_presumed_dead(self, reason: str, *, taken: Claim | None = None) -> None:
+        """Called by the companion (its thread) when this worker's liveness key had expired
+        or the claim of its running attempt was taken: the watchdogs presumed it dead, and
+        may have given its job to another worker. It takes no job until it has registered
+        again (``dequeue_job_and_maintain_ttl``); a work horse still running a job that is
+        no longer its own is stopped (its outcome would be dropped anyway)."""
+        if self._jobsite_presumed_dead is None:
+            self._jobsite_presumed_dead = reason
+            self.log.warning(  # type: ignore[attr-defined]
+                "Worker %s: presumed dead by the other workers (%s); taking no job until it has registered again",
+                self.name,  # type: ignore[attr-defined]
+                reason,
+            )
+        horse = getattr(self, "horse_pid", 0)
+        if taken is not None and taken == self._jobsite_claim and horse:
+            self.log.warning(  # type: ignore[attr-defined]
+                "Worker %s: abandoning job %s: attempt %s was claimed again elsewhere; stopping its work horse",
+                self.name,  # type: ignore[attr-defined]
+                taken.job_id,
+                taken.attempt,
+            )
+            try:
+                self.kill_horse()  # type: ignore[attr-defined]
+            except OSError:
+                pass  # the horse has just ended
+
+    def _jobsite_rejoin(self) -> None:
+        reason = self._jobsite_presumed_dead
+        # Between jobs: an execution left in its set was ended by whoever took the job over.
+        self.connection.delete(self.executions_key)  # type: ignore[attr-defined]
+        self._jobsite_register()
+        self._jobsite_presumed_dead = None
+        self.log.warning(  # type: ignore[attr-defined]
+            "Worker %s: registered again after being presumed dead (%s); taking jobs again",
+            self.name,  # type: ignore[attr-defined]
+            reason,
+        )
+
+    def _jobsite_fenced(self, job: Job, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``call``, writing to Redis only while this execution's claim on the job holds.
+
+        Every transaction it makes WATCHes the claim (``FencedRedis``); once the claim is
+        someone else's (a watchdog presumed this worker dead and the job was retried),
+        nothing is written: no status, result, registry move or event that could overwrite
+        the newer attempt. Jobs without a claim (plain RQ's) are not fenced."""
+        claim = self._jobsite_claim
+        connection = self.connection  # type: ignore[attr-defined]
+        if claim is None or claim.job_id != job.id or isinstance(connection, FencedRedis):
+            return call(*args, **kwargs)
+        holder = claim_holder(connection, claim)
+        if holder is not None:
+            self._jobsite_drop(claim, holder)
+            return None
+        fenced = FencedRedis(connection, claim)
+        self.connection = fenced
+        try:
+            return call(*args, **kwargs)
+        except ClaimLost as lost:
+            self._jobsite_drop(claim, lost.holder)
+            return None
+        finally:
+            self.connection = connection
+            if fenced.lost is not None:  # held back inside RQ, which logs and goes on
+                self._jobsite_drop(claim, fenced.lost.holder)
+
+    def _jobsite_outcome_dropped(self) -> bool:
+        connection = self.connection  # type: ignore[attr-defined]
+        return isinstance(connection, FencedRedis) and connection.lost is not None
+
+    def _jobsite_drop(self, claim: Claim, holder: str | None) -> None:
+        if self._jobsite_dropped == claim:
+            return  # logged once per attempt
+        self._jobsite_dropped = claim
+        if self.is_horse:  # type: ignore[attr-defined]
+            return  # its worker logs it, once, from the horse's exit status (CLAIM_LOST_EXIT)
+        self.log.warning(  # type: ignore[attr-defined]
+            "Worker %s: dropped its late outcome of job %s attempt %s: the job was claimed again (%s)",
+            self.name,  # type: ignore[attr-defined]
+            claim.job_id,
+            claim.attempt,
+            holder or "by another worker",
+        )
 
     def _set_ip_address(self, connection: Any) -> None:
         self._jobsite_outage.who = f"worker {self.name}"  # type: ignore[attr-defined]
@@ -138,9 +239,15 @@ class TrackingMixin:
         self._jobsite_until_redis_answers(super().run_maintenance_tasks)  # type: ignore[misc]
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        if self._jobsite_presumed_dead is not None:
+            self._jobsite_until_redis_answers(self._jobsite_rejoin)
         # RQ waits out a connection error while it blocks on the queues, but not a fail-over
         # in progress (the server turned replica: UNBLOCKED, then READONLY): that ended it.
-        return self._jobsite_until_redis_answers(self._jobsite_dequeue, timeout, max_idle_time)
+        dequeued = self._jobsite_until_redis_answers(self._jobsite_dequeue, timeout, max_idle_time)
+        if self._jobsite_presumed_dead is not None:
+            # Noticed while blocked on the queues: the job just popped runs after that.
+            self._jobsite_until_redis_answers(self._jobsite_rejoin)
+        return dequeued
 
     def _jobsite_dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
         try:
@@ -243,6 +350,18 @@ class TrackingMixin:
     def handle_job_failure(
         self, job: Job, queue: Any, started_job_registry: Any = None, exc_string: str = "", execution: Any = None
     ) -> None:
+        if (
+            not self.is_horse  # type: ignore[attr-defined]
+            and exc_string.startswith("Work-horse terminated unexpectedly")
+            and job.get_status(refresh=False) == RQStatus.QUEUED
+        ):
+            # The horse died before it could start the job (it could not reach Redis, say):
+            # no attempt was made, and execute_job puts the job back in its queue.
+            self.log.warning("Worker %s: job %s: its work horse ended before starting it", self.name, job.id)  # type: ignore[attr-defined]
+            return
+        self._jobsite_fenced(job, self._jobsite_fail, job, queue, started_job_registry, exc_string, execution)
+
+    def _jobsite_fail(self, job: Job, queue: Any, started_job_registry: Any, exc_string: str, execution: Any) -> None:
         if not self.is_horse:  # type: ignore[attr-defined]
             # The horse counted the attempt in its own copy of the job; read it back.
             try:
@@ -273,7 +392,8 @@ class TrackingMixin:
         finally:
             job._jobsite_quiet = False  # type: ignore[attr-defined]
             self._jobsite_failing = None
-        key_job_ended(job, status=status)
+        if not self._jobsite_outcome_dropped():
+            key_job_ended(job, status=status)
 
     def increment_failed_job_count(self, pipeline: Any = None) -> None:
         super().increment_failed_job_count(pipeline)  # type: ignore[misc]
@@ -288,6 +408,9 @@ class TrackingMixin:
             )
 
     def handle_job_retry(self, job: Job, queue: Any, retry: Any, started_job_registry: Any, execution: Any) -> None:
+        self._jobsite_fenced(job, self._jobsite_retry, job, queue, retry, started_job_registry, execution)
+
+    def _jobsite_retry(self, job: Job, queue: Any, retry: Any, started_job_registry: Any, execution: Any) -> None:
         # The job returned RQ's `Retry`: RQ's own rule, reported as such (TrackedJob.set_status).
         job._jobsite_returned_retry = True  # type: ignore[attr-defined]
         try:
@@ -296,6 +419,9 @@ class TrackingMixin:
             job._jobsite_returned_retry = False  # type: ignore[attr-defined]
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        self._jobsite_fenced(job, self._jobsite_succeed, job, queue, started_job_registry, execution)
+
+    def _jobsite_succeed(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
         if job.repeats_left:
             # RQ's `Repeat` runs the job again: a new run, whose failures count afresh
             # (RQ's Repeat.schedule saves the meta with the job).
@@ -321,6 +447,20 @@ class TrackingMixin:
         outages = self._jobsite_outage.count
         self._jobsite_execution = self._jobsite_horse_status = None
         try:
+            self._jobsite_execute(job, queue, attempt, outages)
+        finally:
+            self._jobsite_claim = None
+
+    def _jobsite_execute(self, job: Job, queue: Any, attempt: int, outages: int) -> None:
+        try:
+            # Redis away here: the job did not start, and goes back to its queue (below).
+            # The worker holds the claim once it is in Redis: until then the companion's
+            # beat would take the job's previous (revoked) claim for this one's, taken.
+            claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
+            self._jobsite_claim, held = claim_take(self.connection, claim, timeout=job.timeout)
+            if held is not None:
+                # Only a take that reached Redis late meets this: the attempt is someone else's.
+                self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, attempt, held)  # type: ignore[attr-defined]
             super().execute_job(job, queue)  # type: ignore[misc]
         except REDIS_DOWN as exc:
             # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
@@ -345,7 +485,9 @@ class TrackingMixin:
             executions = self.executions.values()  # type: ignore[attr-defined]
             self._jobsite_execution = next((e for e in executions if e.job_id == job.id), None)
         try:
-            self._jobsite_until_redis_answers(self._jobsite_attempt_end, job, queue, attempt, reason)
+            self._jobsite_until_redis_answers(
+                self._jobsite_fenced, job, self._jobsite_attempt_end, job, queue, attempt, reason
+            )
         finally:
             if self._jobsite_execution is not None:
                 self.executions.pop(self._jobsite_execution.id, None)  # type: ignore[attr-defined]
@@ -453,13 +595,20 @@ class TrackingMixin:
             log.exception("could not record the interrupted attempt of job %s", job.id)
 
     def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
-        # A job is a unit of work like a request: no stale connection goes in or out.
-        close_old_connections()
         try:
+            # A job is a unit of work like a request: no stale connection goes in or out.
+            close_old_connections()
             return super().perform_job(job, queue, execution)  # type: ignore[misc]
+        except BaseException:
+            if self.is_horse:  # type: ignore[attr-defined]
+                # RQ's horse exits 1 without a word: its worker only sees "terminated unexpectedly".
+                self.log.exception("Worker %s: work horse of job %s failed outside the job", self.name, job.id)  # type: ignore[attr-defined]
+            raise
         finally:
             if self.is_horse:  # type: ignore[attr-defined]
                 connections.close_all()
+                if self._jobsite_dropped is not None and self._jobsite_dropped == self._jobsite_claim:
+                    os._exit(CLAIM_LOST_EXIT)  # RQ's horse would exit 0 here: tell the worker
             else:
                 close_old_connections()
 
@@ -480,6 +629,9 @@ class TrackingWorker(TrackingMixin, Worker):  # type: ignore[misc]
 
     def wait_for_horse(self) -> tuple[int | None, int | None, Any]:
         pid, status, rusage = super().wait_for_horse()
+        if status and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLAIM_LOST_EXIT and self._jobsite_claim:
+            self._jobsite_drop(self._jobsite_claim, None)
+            status = 0  # the horse ended as it should: nothing of its attempt is left to do
         self._jobsite_horse_status = status  # not 0: the horse died; execute_job checks the attempt
         return pid, status, rusage
 
