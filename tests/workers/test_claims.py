@@ -136,6 +136,7 @@ def test_a_worker_whose_claim_is_taken_abandons_its_job_and_registers_again(star
     after = enqueue("tests.jobfuncs.add", 20, 22)
     wait_for_mention(worker, "registered again after being presumed dead", timeout=20)
     wait_for(lambda: TrackedJob.fetch(after.id, connection=redis_conn).get_status() == "finished", timeout=30)
+    wait_for_mention(worker, f"Job OK ({after.id})", timeout=20)  # RQ logs it after the status is written
 
     log = worker.log.read_text(errors="replace")
     assert mentions(worker, DROPPED) == 1
@@ -156,6 +157,7 @@ def test_an_idle_worker_whose_liveness_key_expired_registers_again_before_its_ne
     wait_for_mention(worker, "its liveness key had expired", timeout=20)
     job = enqueue("tests.jobfuncs.add", 1, 2)
     wait_for(lambda: TrackedJob.fetch(job.id, connection=redis_conn).get_status() == "finished", timeout=30)
+    wait_for_mention(worker, f"Job OK ({job.id})", timeout=20)  # RQ logs it after the status is written
     log = worker.log.read_text(errors="replace")
     assert log.index("registered again after being presumed dead") < log.index(f"Job OK ({job.id})")
     assert redis_conn.hget("rq:worker:frozen-worker", "birth") != born
