@@ -119,6 +119,22 @@ def test_a_revoked_claim_cannot_be_taken_back_by_a_late_take_but_the_next_attemp
     assert redis_conn.get("outcome") == b"attempt 2"
 
 
+def test_a_worker_takes_over_its_own_earlier_claim_on_the_same_attempt(redis_conn):
+    # Its horse was killed before the job started; the job went back to its queue and came
+    # back to the same worker, attempt 1 again, after a watchdog had revoked another's claim.
+    claim_revoke(redis_conn, "job-z", attempt=1, worker="died-first")
+    first, refused = claim_take(redis_conn, Claim("job-z", 1, "w8"), timeout=60)
+    assert refused is None and first.after_revoked
+    again, refused = claim_take(redis_conn, Claim("job-z", 1, "w8"), timeout=60)
+    assert refused is None and again.after_revoked
+    assert redis_conn.get(again.key).decode() == again.value
+    # Another worker's live claim on the same attempt is still refused.
+    assert claim_take(redis_conn, Claim("job-z", 1, "w9"), timeout=60)[1] == again.value
+    # But that very claim, once revoked, is not taken back by a take reaching Redis late.
+    claim_revoke(redis_conn, "job-z", attempt=1, worker="w8")
+    assert claim_take(redis_conn, again, timeout=60)[1] == f"{again.value} revoked"
+
+
 def test_a_worker_whose_claim_is_taken_abandons_its_job_and_registers_again(start_worker, redis_conn):
     worker = start_worker("default", name="cut-off-worker")
     job = enqueue("tests.jobfuncs.hang_and_report_pid", "claimed", 60)

@@ -69,19 +69,27 @@ def claim_ttl(timeout: Any) -> int:
 
 # Taken unless: a later attempt holds the job; another live execution holds this attempt;
 # or this very claim (or every claim of this worker on this attempt: "*") was revoked, as
-# when the take itself reaches Redis late.
+# when the take itself reaches Redis late. A live claim of this same worker on this attempt
+# is its own earlier execution's, over by now (a worker runs one attempt at a time): say a
+# horse killed before it started the job, which went back to its queue and came back to
+# this worker. It is taken over, and the claim is kept after the attempt as one taken over
+# a revoked claim is (returns 1). Refusing it left that job `started` for good (seen in the
+# chaos test under load: the worker ran the job, then dropped its own outcome).
 _TAKE = """
 local cur = redis.call('get', KEYS[1])
+local own_stale = false
 if cur then
   local held = tonumber(string.match(cur, '^(%d+) '))
   local mine = tonumber(ARGV[2])
   if held and held > mine then return cur end
   local revoked = string.sub(cur, -8) == ' revoked'
-  if held == mine and not revoked and cur ~= ARGV[1] then return cur end
+  local prefix = string.match(ARGV[1], '^(.* )')
+  own_stale = held == mine and not revoked and cur ~= ARGV[1] and string.sub(cur, 1, string.len(prefix)) == prefix
+  if held == mine and not revoked and cur ~= ARGV[1] and not own_stale then return cur end
   if cur == ARGV[1] .. ' revoked' or cur == ARGV[4] then return cur end
 end
 redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[3])
-if cur and string.sub(cur, -8) == ' revoked' then return 1 end
+if cur and (own_stale or string.sub(cur, -8) == ' revoked') then return 1 end
 return 0
 """
 
