@@ -53,7 +53,11 @@ def _import_lock_when_no_import_runs(wait: float = IMPORT_WAIT) -> None:
     deadline = time.monotonic() + wait
     while True:
         _imp.acquire_lock()
-        busy = _imports_of_other_threads()
+        try:
+            busy = _imports_of_other_threads()
+        except BaseException:
+            _imp.release_lock()  # never leave the process unable to import
+            raise
         if not busy:
             return
         if time.monotonic() >= deadline:
@@ -67,9 +71,8 @@ class _ForkGuard:
     def __init__(self) -> None:
         # Reentrant: the thread that forks may already hold it.
         self._lock = threading.RLock()
-        os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent, after_in_child=self._reset)
-
         self._import_lock_held = False
+        os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent, after_in_child=self._reset)
 
     def _before(self) -> None:
         self._lock.acquire()
