@@ -15,7 +15,7 @@ from tests.faults.conftest import mentions, wait_for_mention
 from workers import enqueue, events
 from workers.models import JobRecord, JobStatus
 from workers.redis import ALIVE_KEY, CLAIM_KEY, STREAM_KEY
-from workers.rq.claims import Claim, FencedRedis, claim_revoke, claim_take
+from workers.rq.claims import Claim, FencedRedis, claim_holder, claim_revoke, claim_take
 from workers.rq.job import TrackedJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,6 +133,19 @@ def test_a_worker_takes_over_its_own_earlier_claim_on_the_same_attempt(redis_con
     # But that very claim, once revoked, is not taken back by a take reaching Redis late.
     claim_revoke(redis_conn, "job-z", attempt=1, worker="w8")
     assert claim_take(redis_conn, again, timeout=60)[1] == f"{again.value} revoked"
+
+
+def test_a_hand_written_malformed_claim_is_taken_over_and_other_jobs_claims_are_untouched(redis_conn):
+    # Not "<attempt> <worker> <token>", and not even UTF-8: written by hand or another tool.
+    redis_conn.set(Claim("job-bad", 1, "w").key, b"\xff\xfe garbage")
+    good, refused = claim_take(redis_conn, Claim("job-good", 1, "w"), timeout=60)
+    assert refused is None
+    taken, refused = claim_take(redis_conn, Claim("job-bad", 1, "w"), timeout=60)
+    assert refused is None and redis_conn.get(taken.key).decode() == taken.value
+    assert redis_conn.get(good.key).decode() == good.value
+    # Read back while it is still malformed, it names a holder instead of raising.
+    redis_conn.set(taken.key, b"\xff\xfe garbage")
+    assert claim_holder(redis_conn, taken) == "\ufffd\ufffd garbage"
 
 
 def test_a_worker_whose_claim_is_taken_abandons_its_job_and_registers_again(start_worker, redis_conn):

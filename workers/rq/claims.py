@@ -116,7 +116,7 @@ def claim_take(connection: Redis, claim: Claim, *, timeout: Any) -> tuple[Claim,
     and, when it was not taken, the holder that kept it."""
     taken = connection.eval(_TAKE, 1, claim.key, claim.value, claim.attempt, claim_ttl(timeout), _all_revoked(claim))
     if isinstance(taken, bytes):
-        return claim, taken.decode()
+        return claim, taken.decode(errors="replace")
     return (replace(claim, after_revoked=True) if taken == 1 else claim), None
 
 
@@ -128,9 +128,9 @@ def claim_revoke(pipeline: Any, job_id: str, *, attempt: int, worker: str) -> No
 def claim_holder(connection: Redis, claim: Claim) -> str | None:
     """Who holds the job's claim now, when it is not ``claim`` (None: it is, or nobody)."""
     current = connection.get(claim.key)
-    if current is None or current.decode() == claim.value:  # type: ignore[union-attr]
+    if current is None or current.decode(errors="replace") == claim.value:  # type: ignore[union-attr]
         return None
-    return current.decode()  # type: ignore[union-attr]
+    return current.decode(errors="replace")  # type: ignore[union-attr]
 
 
 def claim_release(connection: Redis, claim: Claim) -> None:
@@ -169,9 +169,9 @@ class _FencedPipeline(Pipeline):
         claim = self._owner.claim
         self.watch(claim.key)
         current = self.get(claim.key)  # immediate while watching
-        if current is not None and current.decode() != claim.value:
+        if current is not None and current.decode(errors="replace") != claim.value:
             self.reset()
-            self._owner.lost = ClaimLost(claim, current.decode())
+            self._owner.lost = ClaimLost(claim, current.decode(errors="replace"))
             raise self._owner.lost
         self._checked = True
 
