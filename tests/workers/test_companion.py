@@ -16,16 +16,21 @@ from workers.runtime.worker import TrackingSimpleWorker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_after_an_outage_no_worker_is_judged_dead_before_live_ones_could_beat_again(redis_conn):
-    """Liveness keys expire while Redis is away (or Redis comes back without them): a
-    watchdog that ran at once would fail, and so run twice, the jobs of live workers."""
+def _started_by_a_quiet_worker(redis_conn) -> TrackedJob:
+    """A job started by worker "w-quiet", which has not beaten since: no liveness key."""
     queued = enqueue("tests.jobfuncs.add", 1, 1)
-    # A worker runs the job and has not beaten since: its liveness key is missing.
     runner = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-quiet")
     job = TrackedJob.fetch(queued.id, connection=runner.connection)
     runner.prepare_execution(job)
     runner.prepare_job_execution(job)
     redis_conn.sadd(WORKERS_SET, "w-quiet")
+    return job
+
+
+def test_after_an_outage_no_worker_is_judged_dead_before_live_ones_could_beat_again(redis_conn):
+    """Liveness keys expire while Redis is away (or Redis comes back without them): a
+    watchdog that ran at once would fail, and so run twice, the jobs of live workers."""
+    job = _started_by_a_quiet_worker(redis_conn)
 
     watcher = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-watch")
     outage = RedisOutage("test")
@@ -46,12 +51,7 @@ def test_after_an_outage_no_worker_is_judged_dead_before_live_ones_could_beat_ag
 def test_a_watchdog_that_was_out_of_touch_itself_judges_no_worker_dead_until_the_others_could_beat(redis_conn):
     """A link down raises nothing: commands wait, and every liveness key expires meanwhile.
     The watchdog of a worker whose own key expired, like the others', waits for their beats."""
-    queued = enqueue("tests.jobfuncs.add", 1, 1)
-    runner = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-quiet")
-    job = TrackedJob.fetch(queued.id, connection=runner.connection)
-    runner.prepare_execution(job)
-    runner.prepare_job_execution(job)
-    redis_conn.sadd(WORKERS_SET, "w-quiet")
+    job = _started_by_a_quiet_worker(redis_conn)
     watcher = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-watch")
     companion = Companion(watcher, record=False)
     companion.beat()
