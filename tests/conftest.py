@@ -142,6 +142,20 @@ class WorkerProcess:
                 self.kill()
 
 
+def process_env(name: str) -> dict[str, str]:
+    """The environment of a management command a test starts as a real process, against
+    the test database and Redis."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "jobsite.settings.test",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+        # libpq names the process's database sessions, so a test can tell them apart.
+        "PGAPPNAME": f"{WORKER_APPNAME}:{name}",
+    }
+
+
 @pytest.fixture
 def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `manage.py rqworker` as a real process against the test database."""
@@ -151,15 +165,7 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..
         *queues: str, simple: bool = False, name: str | None = None, extra: tuple[str, ...] = ()
     ) -> WorkerProcess:
         name = name or f"test-worker-{len(started)}-{os.getpid()}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "jobsite.settings.test",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "PYTHONUNBUFFERED": "1",
-            # libpq names the worker's database sessions, so a test can tell them apart.
-            "PGAPPNAME": f"{WORKER_APPNAME}:{name}",
-        }
+        env = process_env(name)
         log = tmp_path / f"{name}.log"
         args = [sys.executable, "manage.py", "rqworker", "--name", name, *(["--simple"] if simple else []), *extra]
         process = subprocess.Popen([*args, *queues], cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from redis import Redis
 
-from tests.conftest import ROOT, WORKER_APPNAME, WorkerProcess, database_url, wait_for
+from tests.conftest import ROOT, WorkerProcess, database_url, process_env, wait_for
 
 
 def free_port() -> int:
@@ -90,14 +90,7 @@ def start_command(transactional_db: None, tmp_path: Path) -> Iterator[Callable[.
 
     def start(command: str, *args: str, name: str | None = None) -> WorkerProcess:
         name = name or f"{command}-{len(started)}-{os.getpid()}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "jobsite.settings.test",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": django_settings.REDIS_URL,
-            "PYTHONUNBUFFERED": "1",
-            "PGAPPNAME": f"{WORKER_APPNAME}:{name}",
-        }
+        env = process_env(name)
         log = tmp_path / f"{name}.log"
         process = subprocess.Popen(
             [sys.executable, "manage.py", command, *args], cwd=ROOT, env=env, stdout=log.open("wb"),
