@@ -67,6 +67,17 @@ def test_a_mistake_is_shown_under_the_box_pointing_at_its_term(staff_client, job
     assert _box(body) == "queue:low ab status:dead"  # as typed, to be fixed
 
 
+def test_a_search_that_does_not_parse_offers_no_bulk_action(staff_client, jobs):
+    good = staff_client.get("/dashboard/jobs/", {"q": "status:dead"}).content.decode()
+    assert "Retry selected" in good and "all 2 jobs matching" in good
+
+    for page in ("/dashboard/jobs/", "/dashboard/dead-letters/"):
+        bad = staff_client.get(page, {"q": "status:dead bogus:thing"}).content.decode()
+        assert "unknown field &#x27;bogus&#x27;" in bad
+        assert "Retry selected" not in bad and "Discard selected" not in bad
+        assert '<input type="checkbox" name="all"' not in bad
+
+
 def test_htmx_search_answers_the_table_with_its_total_or_its_mistake(htmx_client, jobs):
     good = htmx_client.get("/dashboard/jobs/", {"q": "args.order_id:42"}).content.decode()
     assert good.lstrip().startswith('<section id="job-table"')

@@ -3,6 +3,7 @@ point at the term they are about. No database: the parser is plain Python."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -140,6 +141,16 @@ def test_too_many_terms():
 def test_unknown_comparisons_are_text_and_a_field_like_text_can_be_quoted():
     assert _parse("abc<def").terms[0].field == ""
     assert _parse('"http://example.com"').terms[0].values == (Pattern(("http://example.com",)),)
+
+
+def test_an_unknown_field_is_a_mistake_whose_suggested_quoting_parses_as_text():
+    with pytest.raises(SearchError) as raised:
+        _parse("status:dead bogus:thing")
+    assert (raised.value.start, raised.value.end) == (12, 23)
+    suggested = re.search(r"quote it: (.+)\)$", raised.value.message).group(1)
+    assert suggested == '"bogus:thing"'
+    (term,) = _parse(suggested).terms
+    assert term.field == "" and term.values == (Pattern(("bogus:thing",)),)
 
 
 def test_older_filter_fields_become_terms():

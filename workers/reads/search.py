@@ -130,9 +130,10 @@ def _runs(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text)
 
 
-def quote(value: str) -> str:
-    """``value`` as one literal search value: quoted when it holds spaces, quotes or ``*``."""
-    if value and not re.search(r'[\s"*\\]', value):
+def quote(value: str, *, always: bool = False) -> str:
+    """``value`` as one literal search value: quoted when it holds spaces, quotes or ``*``
+    (after a field name), or ``always`` (a whole term, where a ``:`` would name a field)."""
+    if value and not always and not re.search(r'[\s"*\\]', value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -227,7 +228,7 @@ def _term(
             return _free(pieces, start=start, end=end, negated=negated)
         raise SearchError(
             f"unknown field {name!r}: fields are {', '.join(FIELDS)} (to search for this text, quote it: "
-            f"{quote(''.join(p for p, _ in pieces))})",
+            f"{quote(''.join(p for p, _ in pieces), always=True)})",
             start=start,
             end=end,
         )
