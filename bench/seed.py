@@ -183,6 +183,7 @@ _RECORD_COLUMNS = (
     "id", "job_id", "queue", "func", "args_repr", "kwargs_repr", "args_json", "status", "attempts", "max_attempts",
     "enqueued_at", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress_message",
     "origin", "parent_job_id", "last_error", "last_fingerprint", "status_changed_at", "created_at", "updated_at",
+    "status_reason",
 )  # fmt: skip
 _ERROR_COLUMNS = ("job_id", "attempt", "exc_type", "message", "traceback", "worker", "failed_at", "fingerprint")
 # The failures dead letters end with, in turn: what a search for an error word narrows.
@@ -241,7 +242,7 @@ def _record_lines(first: int, last: int, now: datetime) -> Iterator[tuple[str, l
             str(g), copy_job_id(g), queue, func, args_repr, kwargs_repr, args_json.replace("\\", "\\\\"),
             "dead" if dead else "finished", "3" if dead else "1", "3", e, s_, t, "1.0", f"bench-worker-{g % 4}",
             "" if dead else "None", "", "", "event", "", f"{exc_type}: {message}" if dead else "", fp,
-            t, e, e,
+            t, e, e, "",
         ))  # fmt: skip
         errors = []
         if dead:
