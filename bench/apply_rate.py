@@ -1,21 +1,26 @@
-"""(e) The recorder's apply rate with the search indexes and without them.
+"""(e) The recorder's apply rate with and without the search indexes, and with and without
+the status-count triggers.
 
 The search indexes (migration 0012: pg_trgm's GIN over the argument reprs and the last
-error, the jsonb_path_ops GIN over the JSON arguments) are work for every record the
-recorder writes. Here the recorder's own ``apply_events`` applies the events of new jobs —
-queued (with the arguments, as reprs and JSON), then started and finished — in batches of
-RECORDER_BATCH, in stream order (a job's later events arrive in a later batch), over a table
-that already holds BENCH_APPLY_BASE records. Rounds of each side alternate (the indexes
-dropped and built again between them, the table vacuumed), so a change in the machine's
-load hits both sides alike; each side's rate is its events over its total time. Beside the
-wall-clock rate, the events per CPU second of the recorder and its database session (which
-other work on a shared machine does not move) and the WAL bytes per event.
+error, the jsonb_path_ops GIN over the JSON arguments) and the triggers that keep the job
+status counts for /metrics (migration 0015) are work for every record the recorder writes.
+Here the recorder's own ``apply_events`` applies the events of new jobs — queued (with the
+arguments, as reprs and JSON), then started and finished — in batches of RECORDER_BATCH,
+in stream order (a job's later events arrive in a later batch), over a table that already
+holds BENCH_APPLY_BASE records. For each of the two, rounds with it and without it
+alternate (the indexes dropped and built again between them, the triggers disabled and
+enabled, the table vacuumed), so a change in the machine's load hits both sides alike;
+each side's rate is its events over its total time. Beside the wall-clock rate, the events
+per CPU second of the recorder and its database session (which other work on a shared
+machine does not move) and the WAL bytes per event. After the trigger rounds the counts
+must equal a fresh count of the records (the rounds without triggers are recounted).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +30,11 @@ from redis import Redis
 from workers import events
 from workers.conf import setting
 from workers.models import JobError, JobMetric, JobMetricTotal, JobRecord
+from workers.reads.rollups import job_status_counts
 from workers.recording.apply import apply_events
+from workers.services.counts import job_status_count_triggers, job_status_counts_rebuild
 
-from .common import Result, log
+from .common import Result, log, not_available
 from .seed import copy_records
 
 SEARCH_INDEXES = ("jobrecord_search_text", "jobrecord_search_args")
@@ -40,7 +47,7 @@ def _definitions() -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
-def _stream(round_no: int, jobs: int) -> list[dict[str, Any]]:
+def _stream(round_no: int, jobs: int, *, prefix: str) -> list[dict[str, Any]]:
     """The events of ``jobs`` new jobs in the order a stream would hold them."""
     now = time.time()
     stream: list[dict[str, Any]] = []
@@ -54,7 +61,7 @@ def _stream(round_no: int, jobs: int) -> list[dict[str, Any]]:
         }  # fmt: skip
 
     def job_id(n: int) -> str:
-        return f"apply-{round_no}-{n:07d}"
+        return f"apply-{prefix}-{round_no}-{n:07d}"
 
     for n in range(jobs + LAG):
         if n < jobs:
@@ -96,45 +103,52 @@ def _apply(stream: list[dict[str, Any]], batch: int) -> tuple[float, float, floa
     return wall, cpu_seconds, wal
 
 
-def run(connection_: Redis) -> list[Result]:
-    base = int(os.environ.get("BENCH_APPLY_BASE", "100000"))
-    jobs = int(os.environ.get("BENCH_APPLY_JOBS", "3000"))
-    rounds = int(os.environ.get("BENCH_APPLY_ROUNDS", "4"))
-    batch = setting("RECORDER_BATCH")
-    with connection.cursor() as cursor:
-        tables = ", ".join(m._meta.db_table for m in (JobError, JobRecord, JobMetric, JobMetricTotal))
-        cursor.execute(f"TRUNCATE {tables} CASCADE")
-    copy_records(1, base, rebuild_indexes=True)
-    definitions = _definitions()
-    if set(definitions) != set(SEARCH_INDEXES):
-        return [Result(name="recorder apply rate with/without search indexes", ratio=None, target=">= 0.90",
-                       note=f"not available: the search indexes are missing ({sorted(definitions)})")]  # fmt: skip
+def _toggle_indexes(definitions: dict[str, str]) -> Callable[[bool], None]:
+    def toggle(on: bool) -> None:
+        with connection.cursor() as cursor:
+            for name, definition in definitions.items():
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+                if on:
+                    cursor.execute(definition)
+
+    return toggle
+
+
+def _toggle_triggers(names: list[str]) -> Callable[[bool], None]:
+    def toggle(on: bool) -> None:
+        with connection.cursor() as cursor:
+            for name in names:
+                cursor.execute(f"ALTER TABLE {JobRecord._meta.db_table} {'ENABLE' if on else 'DISABLE'} TRIGGER {name}")
+        if on:  # what the rounds without them did not count
+            job_status_counts_rebuild()
+
+    return toggle
+
+
+def _compare(
+    what: str, toggle: Callable[[bool], None], *, base: int, jobs: int, rounds: int, batch: int
+) -> list[Result]:
+    """Rounds with ``what`` (``toggle(True)``) and without it, alternating; leaves it on."""
     seconds = {"with": 0.0, "without": 0.0}
     cpu = {"with": 0.0, "without": 0.0}
     wal = {"with": 0.0, "without": 0.0}
     applied = {"with": 0, "without": 0}
     for round_no, side in enumerate(["with", "without"] * rounds):
+        toggle(side == "with")
         with connection.cursor() as cursor:
-            for name, definition in definitions.items():
-                cursor.execute(f"DROP INDEX IF EXISTS {name}")
-                if side == "with":
-                    cursor.execute(definition)
             # Each round starts from a vacuumed table, as autovacuum keeps a recorder's.
             cursor.execute(f"VACUUM ANALYZE {JobRecord._meta.db_table}")
             cursor.execute(f"VACUUM ANALYZE {JobMetric._meta.db_table}")
             cursor.execute("CHECKPOINT")
-        stream = _stream(round_no, jobs)
+        stream = _stream(round_no, jobs, prefix=what.split()[-1])
         took, cpu_took, wal_bytes = _apply(stream, batch)
         seconds[side] += took
         cpu[side] += cpu_took
         wal[side] += wal_bytes
         applied[side] += len(stream)
-        log(f"apply: round {round_no + 1} {side} the search indexes: {len(stream) / took:.0f} events/s, "
+        log(f"apply: round {round_no + 1} {side} {what}: {len(stream) / took:.0f} events/s, "
             f"{len(stream) / cpu_took:.0f} per CPU second, {wal_bytes / len(stream):.0f} WAL bytes each")  # fmt: skip
-    with connection.cursor() as cursor:  # leave the database as migrated
-        for name, definition in definitions.items():
-            cursor.execute(f"DROP INDEX IF EXISTS {name}")
-            cursor.execute(definition)
+    toggle(True)  # leave the database as migrated
     rate = {side: applied[side] / seconds[side] for side in seconds}
     cpu_rate = {side: applied[side] / cpu[side] for side in cpu}
     wal_each = {side: wal[side] / applied[side] for side in wal}
@@ -151,7 +165,7 @@ def run(connection_: Redis) -> list[Result]:
     }
     return [
         Result(
-            name="recorder apply rate with/without search indexes",
+            name=f"recorder apply rate with/without {what}",
             ratio=rate["with"] / rate["without"],
             target=">= 0.90",
             detail=detail,
@@ -159,7 +173,7 @@ def run(connection_: Redis) -> list[Result]:
             f"without {rate['without']:.0f} events/s; WAL {wal_each['with']:.0f} / {wal_each['without']:.0f} B each",
         ),
         Result(
-            name="recorder apply CPU with/without search indexes",
+            name=f"recorder apply CPU with/without {what}",
             ratio=cpu_rate["with"] / cpu_rate["without"],
             target=">= 0.90",
             detail=detail,
@@ -167,3 +181,33 @@ def run(connection_: Redis) -> list[Result]:
             f"without {cpu_rate['without']:.0f}",
         ),
     ]
+
+
+def run(connection_: Redis) -> list[Result]:
+    base = int(os.environ.get("BENCH_APPLY_BASE", "100000"))
+    jobs = int(os.environ.get("BENCH_APPLY_JOBS", "3000"))
+    rounds = int(os.environ.get("BENCH_APPLY_ROUNDS", "4"))
+    batch = setting("RECORDER_BATCH")
+    sizes = {"base": base, "jobs": jobs, "rounds": rounds, "batch": batch}
+    with connection.cursor() as cursor:
+        tables = ", ".join(m._meta.db_table for m in (JobError, JobRecord, JobMetric, JobMetricTotal))
+        cursor.execute(f"TRUNCATE {tables} CASCADE")
+    copy_records(1, base, rebuild_indexes=True)
+    results: list[Result] = []
+    definitions = _definitions()
+    if set(definitions) == set(SEARCH_INDEXES):
+        results += _compare("search indexes", _toggle_indexes(definitions), **sizes)
+    else:
+        results.append(Result(name="recorder apply rate with/without search indexes", ratio=None,
+                              target=">= 0.90", note=f"not available: the search indexes are missing "
+                              f"({sorted(definitions)})"))  # fmt: skip
+    triggers = job_status_count_triggers()
+    if triggers:
+        results += _compare("status-count triggers", _toggle_triggers(triggers), **sizes)
+        counted, fresh = job_status_counts(), job_status_counts_rebuild()
+        if counted != fresh:  # a benchmark of a count that is wrong measures nothing
+            raise AssertionError(f"status counts {counted} after the rounds, a fresh count says {fresh}")
+    else:
+        results.append(not_available("recorder apply rate with/without status-count triggers", ">= 0.90",
+                                     "the job table has no status-count triggers"))  # fmt: skip
+    return results

@@ -4,7 +4,7 @@
     seed_records(100_000, dead=2_000)        # inside a configured Django (bulk_create, any database)
 
     from bench.seed import copy_records
-    copy_records(1, 10_000_000)              # PostgreSQL's COPY: millions of rows, indexes rebuilt after
+    copy_records(1, 10_000_000)              # PostgreSQL's COPY: millions of rows, indexes and counts rebuilt after
 
 or from the shell (uses DATABASE_URL like the app):
 
@@ -183,6 +183,7 @@ _RECORD_COLUMNS = (
     "id", "job_id", "queue", "func", "args_repr", "kwargs_repr", "args_json", "status", "attempts", "max_attempts",
     "enqueued_at", "started_at", "ended_at", "duration", "worker", "result_repr", "key", "progress_message",
     "origin", "parent_job_id", "last_error", "last_fingerprint", "status_changed_at", "created_at", "updated_at",
+    "status_reason",
 )  # fmt: skip
 _ERROR_COLUMNS = ("job_id", "attempt", "exc_type", "message", "traceback", "worker", "failed_at", "fingerprint")
 # The failures dead letters end with, in turn: what a search for an error word narrows.
@@ -241,7 +242,7 @@ def _record_lines(first: int, last: int, now: datetime) -> Iterator[tuple[str, l
             str(g), copy_job_id(g), queue, func, args_repr, kwargs_repr, args_json.replace("\\", "\\\\"),
             "dead" if dead else "finished", "3" if dead else "1", "3", e, s_, t, "1.0", f"bench-worker-{g % 4}",
             "" if dead else "None", "", "", "event", "", f"{exc_type}: {message}" if dead else "", fp,
-            t, e, e,
+            t, e, e, "",
         ))  # fmt: skip
         errors = []
         if dead:
@@ -255,16 +256,20 @@ def _record_lines(first: int, last: int, now: datetime) -> Iterator[tuple[str, l
 def copy_records(first: int, last: int, *, now: datetime | None = None, rebuild_indexes: bool = False) -> float:
     """Load records ``first``..``last`` (and their errors) with PostgreSQL's COPY; with
     ``rebuild_indexes`` the job table's secondary indexes are dropped first and built again
-    after (what a bulk load does: much faster than updating them row by row). Ends with
+    after (what a bulk load does: much faster than updating them row by row). The job
+    status counts' triggers are off during the load and the counts rebuilt after. Ends with
     VACUUM ANALYZE, as autovacuum would leave a table that has lived a while. Returns seconds."""
     from django.db import connection, transaction
 
     from workers.models import JobError, JobRecord
+    from workers.services.counts import job_status_counts_suspended
 
     started = time.monotonic()
     now = now or datetime.now(UTC)
     records, errors = JobRecord._meta.db_table, JobError._meta.db_table
-    with transaction.atomic(), connection.cursor() as wrapper:
+    # The status-count triggers would collect every copied row for one count: off for the
+    # load, the counts rebuilt from the rows after it (in the same transaction).
+    with transaction.atomic(), job_status_counts_suspended(), connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's own, for COPY
         dropped: list[tuple[str, str]] = []
         if rebuild_indexes:

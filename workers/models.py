@@ -76,8 +76,8 @@ class JobRecord(models.Model):
                 name="jobrecord_dead_groups",
                 condition=models.Q(status="dead", discarded_at__isnull=True),
             ),
-            # Work in flight and dead letters: few rows however long the history, counted
-            # per queue and status from this index alone (/metrics, dead-letter counts).
+            # Work in flight and dead letters: few rows however long the history (lists,
+            # dead-letter counts, and rebuilding the counts of JobStatusCount).
             models.Index(
                 fields=["status", "queue", "discarded_at"],
                 name="jobrecord_open",
@@ -101,6 +101,39 @@ class JobRecord(models.Model):
         if self.status == JobStatus.CANCELED:
             return max(self.attempts - 1, 0)
         return self.attempts
+
+
+# What /metrics counts per queue and status: work in flight and dead letters nobody has
+# discarded. JobStatusCount keeps these counts; job_status_counts_rebuild recounts them so.
+STATUS_COUNTED = models.Q(status__in=[str(s) for s in OPEN_STATUSES]) & ~models.Q(
+    status=JobStatus.DEAD, discarded_at__isnull=False
+)
+
+
+class JobStatusCount(models.Model):
+    """Job records per queue and status (those ``STATUS_COUNTED`` covers), kept by database
+    triggers on the job table (migration 0015), so that every writer is counted: the
+    recorder, services, the admin, a bulk ``update()``, SQL typed by hand.
+
+    The count of a (queue, status) is the sum of its rows: on PostgreSQL each session adds
+    to the row of its shard (``pg_backend_pid() % 16``), so concurrent recorders do not all
+    queue up on one row; SQLite has one writer at a time and uses shard 0. A shard's ``n``
+    may be negative (a job recorded by one session and finished by another); the sum is not.
+    Written only by the triggers and by ``workers.services.counts.job_status_counts_rebuild``.
+    """
+
+    queue = models.CharField(max_length=100)
+    status = models.CharField(max_length=16)
+    shard = models.SmallIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "status", "shard"], name="jobstatuscount_one_per_shard"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.status} shard {self.shard}: {self.n}"
 
 
 class JobError(models.Model):

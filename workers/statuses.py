@@ -42,8 +42,10 @@ ENDED_STATUSES = (JobStatus.FINISHED, JobStatus.DEAD, JobStatus.CANCELED, JobSta
 FAILURE_STATUSES = (JobStatus.RETRYING, JobStatus.DEAD, JobStatus.STOPPED)
 # What an operator may run again as a new attempt.
 RETRYABLE_STATUSES = (JobStatus.DEAD, JobStatus.CANCELED, JobStatus.STOPPED)
-# Statuses whose records are few at any time (work in flight and dead letters): counting
-# them by the partial index over these stays cheap however long the history is.
+# Statuses whose records are few at any time (work in flight and dead letters): the partial
+# index over these serves their lists, and /metrics counts them per queue from
+# JobStatusCount, kept by triggers that name these statuses (migration 0015): changing
+# this tuple needs a migration that creates those triggers again.
 OPEN_STATUSES = (*WAITING_STATUSES, JobStatus.STARTED, JobStatus.RETRYING, JobStatus.DEAD)
 
 # RQ statuses written outside a worker's own success/failure handling, as jobsite names them.

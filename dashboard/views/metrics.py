@@ -1,6 +1,9 @@
 """What monitoring asks for: ``/metrics`` and ``/healthz``.
 
-``/metrics``: Prometheus text format, built at scrape time from workers' reads.
+``/metrics``: Prometheus text format, built at scrape time from workers' reads. None of them
+reads the job history: ``jobsite_jobs`` and ``jobsite_dead_letters`` come from the counts
+that triggers on the job table keep (``job_status_counts``), the totals and runtimes from
+the roll-ups, so a scrape costs the same with ten thousand records or ten million.
 
 Names follow django-rq's collector where it has one (``rq_jobs``, ``rq_workers``) and
 Flower's for the runtime histogram (``jobsite_task_runtime_seconds``).

@@ -1,8 +1,9 @@
 """Reads of the roll-ups: rates, charts, runtime percentiles, counts of open work.
 
 Every rate, chart and runtime table reads ``JobMetric`` (one row per minute, queue and
-function) or the all-time ``JobMetricTotal``, never the job history, so their cost does
-not grow with the number of jobs recorded. Runtime percentiles come from the fixed
+function) or the all-time ``JobMetricTotal``, and the counts of open work read
+``JobStatusCount`` (kept by triggers), never the job history, so their cost does not grow
+with the number of jobs recorded. Runtime percentiles come from the fixed
 histogram buckets the recorder keeps in each row, interpolated the way Prometheus'
 ``histogram_quantile`` does. A failure rate is one unit everywhere: a share from 0 to 1.
 """
@@ -15,13 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import F, Max, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from .. import conf
-from ..models import RUNTIME_BUCKET_FIELDS, RUNTIME_BUCKETS, JobMetric, JobMetricTotal, JobRecord
-from ..statuses import OPEN_STATUSES, JobStatus
+from ..models import RUNTIME_BUCKET_FIELDS, RUNTIME_BUCKETS, JobMetric, JobMetricTotal, JobStatusCount
 
 _COUNTERS = ("enqueued", "started", "finished", "failed", "dead", "runtime_total")
 
@@ -271,17 +271,14 @@ def function_runtime_list(
 def job_status_counts() -> dict[tuple[str, str], int]:
     """Records per (queue, status) for work in flight and undiscarded dead letters.
 
-    Ended statuses other than dead are not counted: their totals are the roll-ups'
-    finished counters, and counting them would scan the history.
+    Read from ``JobStatusCount``, which database triggers keep as the job table changes
+    (its shards summed): a few dozen rows however long the history and however many dead
+    letters wait. Ended statuses other than dead are not counted: their totals are the
+    roll-ups' finished counters. A pair whose count is 0 is left out; a negative count
+    would mean the triggers were bypassed (``services.counts.job_status_counts_rebuild``).
     """
-    rows = (
-        JobRecord.objects.filter(status__in=OPEN_STATUSES)
-        .exclude(Q(status=JobStatus.DEAD) & Q(discarded_at__isnull=False))
-        .values("queue", "status")
-        .annotate(n=Count("*"))  # COUNT(*): answered from the jobrecord_open index alone
-        .order_by()
-    )
-    return {(row["queue"], row["status"]): row["n"] for row in rows}
+    rows = JobStatusCount.objects.values("queue", "status").annotate(total=Sum("n")).order_by()
+    return {(row["queue"], row["status"]): int(row["total"]) for row in rows if row["total"]}
 
 
 def function_names(*, days: int = 7) -> list[str]:
