@@ -15,7 +15,7 @@ from workers.redis import STREAM_KEY
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Round trips per job of the tracked worker, as measured (README, "Benchmarks").
-TRACKED_MAX = {"finishing": 26, "failing": 28}
+TRACKED_MAX = {"finishing": 24, "failing": 26}
 
 
 @pytest.mark.parametrize("outcome", ["finishing", "failing"])
@@ -42,3 +42,11 @@ def test_every_job_counted_is_recorded_with_its_outcome(outcome, redis_conn):
     errors = JobError.objects.filter(job__job_id__in=ran.job_ids)
     assert errors.count() == (3 if outcome == "failing" else 0)
     assert all(e.exc_type.endswith("RuntimeError") for e in errors)
+
+
+def test_a_malformed_pause_entry_neither_stops_the_worker_nor_costs_round_trips():
+    """A paused-queues entry that is not a time (written by hand, or by another tool) beside
+    the worker's queue: its queue's jobs wait, the worker runs the others to the end, at
+    the same round trips per job."""
+    trips, _commands = per_job("tracked", "finishing", 3, commands=False, paused={"low": "not a time"})
+    assert trips <= TRACKED_MAX["finishing"]
