@@ -369,8 +369,9 @@ class TrackingMixin:
         self._jobsite_fenced(job, self._jobsite_fail, job, queue, started_job_registry, exc_string, execution)
 
     def _jobsite_fail(self, job: Job, queue: Any, started_job_registry: Any, exc_string: str, execution: Any) -> None:
-        if not self.is_horse:  # type: ignore[attr-defined]
-            # The horse counted the attempt in its own copy of the job; read it back.
+        if not self.is_horse and not isinstance(self, SimpleWorker):  # type: ignore[attr-defined]
+            # The horse counted the attempt in its own copy of the job; read it back. (A
+            # simple worker ran the job in this very object.)
             try:
                 job.meta = job.get_meta(refresh=True)
             except Exception:
