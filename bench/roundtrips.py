@@ -164,7 +164,8 @@ def burst(
     before = _commandstats(plain)
     try:
         with CommandLog(url) if commands else nullcontext() as command_log:
-            worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+            # The failing jobs' tracebacks: counted, not logged.
+            worker.work(burst=True, with_scheduler=False, logging_level="CRITICAL")
     finally:
         TrackingMixin.run_recorder = True
     all_clients = _commandstats(plain) - before
@@ -201,9 +202,9 @@ def run(connection: Redis) -> list[Result]:
         )
         results.append(
             Result(
-                name=f"Redis round trips per job tracked/bare, SimpleWorker, {outcome} job",
-                ratio=trips / bare_trips,
-                target=f"<= {(bare_trips + EXTRA_ALLOWED) / bare_trips:.2f}",
+                name=f"Redis round trips per job tracked - bare, SimpleWorker, {outcome} job",
+                ratio=trips - bare_trips,
+                target=f"<= {EXTRA_ALLOWED}",
                 detail={
                     "jobs_each_run": [count, 2 * count],
                     "bare_round_trips": bare_trips,
@@ -212,8 +213,7 @@ def run(connection: Redis) -> list[Result]:
                     "tracked_commands": commands,
                 },
                 note=(
-                    f"bare {bare_trips:g} round trips ({bare_commands:g} commands), "
-                    f"tracked {trips:g} ({commands:g}); target bare + {EXTRA_ALLOWED}"
+                    f"bare {bare_trips:g} round trips ({bare_commands:g} commands), tracked {trips:g} ({commands:g})"
                 ),
             )
         )
