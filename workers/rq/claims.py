@@ -20,6 +20,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from ..conf import setting
 from ..redis import CLAIM_KEY
@@ -223,15 +224,27 @@ class _FencedPipeline(Pipeline):
 
     def _watch_and_read(self, key: str, *also_watched: Any) -> bytes | None:
         """WATCH ``key`` and ``also_watched``, then GET ``key``, sent together (redis-py sends
-        each command of a watching pipeline on its own)."""
+        each command of a watching pipeline on its own). A connection that fails is retried
+        as redis-py retries a WATCH, unless it was already watching: those WATCHes went
+        with it (WatchError, as redis-py says then)."""
         connection: Any = getattr(self, "connection", None) or self.connection_pool.get_connection()
         self.connection = connection
-        try:
+        watching = bool(getattr(self, "watching", False))
+
+        def send() -> Any:
             connection.send_packed_command(connection.pack_commands([("WATCH", *also_watched, key), ("GET", key)]))
             connection.read_response()
-            current = connection.read_response()
-        except BaseException:
+            return connection.read_response()
+
+        def failed(error: Exception) -> None:
             connection.disconnect()  # its WATCH goes with it; an answer may be left unread
+            if watching:
+                raise WatchError(f"A {type(error).__name__} occurred while watching one or more keys")
+
+        try:
+            current = connection.retry.call_with_retry(send, failed)
+        except BaseException:
+            connection.disconnect()
             self.reset()
             raise
         self.watching = True
