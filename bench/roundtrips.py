@@ -21,6 +21,7 @@ loaded machine, which is why tests/workers/test_roundtrips.py can hold the worke
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -161,6 +162,8 @@ def burst(
         name=f"bench-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
     TrackingMixin.run_recorder = False
+    rq_log = logging.getLogger("rq.worker")
+    level = rq_log.level  # work() sets it for the whole process: given back below
     before = _commandstats(plain)
     try:
         with CommandLog(url) if commands else nullcontext() as command_log:
@@ -168,6 +171,7 @@ def burst(
             worker.work(burst=True, with_scheduler=False, logging_level="CRITICAL")
     finally:
         TrackingMixin.run_recorder = True
+        rq_log.setLevel(level)
     all_clients = _commandstats(plain) - before
     for name in names:
         queue = queue_class(name, connection=plain, job_class=job_class)
