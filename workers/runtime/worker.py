@@ -237,7 +237,14 @@ class TrackingMixin:
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None or self.is_horse:  # type: ignore[attr-defined]
             return super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
-        self._jobsite_until_redis_answers(super().heartbeat, timeout)  # type: ignore[misc]
+        self._jobsite_until_redis_answers(self._jobsite_heartbeat, timeout)
+
+    def _jobsite_heartbeat(self, timeout: int | None) -> None:
+        # RQ sends its heartbeat's three commands one by one, three times per job: one
+        # request each instead (the same commands, not a transaction).
+        with self.connection.pipeline(transaction=False) as pipeline:
+            super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+            pipeline.execute()
 
     def check_for_suspension(self, burst: bool) -> None:
         self._jobsite_until_redis_answers(super().check_for_suspension, burst)  # type: ignore[misc]
