@@ -12,7 +12,8 @@ and jobs that fail (an exception; no retry on either side) on the same private R
   Lua script calls included (what ``INFO commandstats`` counts), read from ``MONITOR`` so
   that the commands of the worker's companion thread (liveness, watchdogs: paced by time,
   not by jobs) are left out. ``INFO commandstats`` before and after each run is kept in the
-  detail as a cross-check (all clients, the companion included).
+  detail as a cross-check: for bare RQ, alone on the server, it agrees with ``MONITOR``; for
+  jobsite it adds the companion's commands of those seconds.
 
 A run of 2N jobs minus a run of N, divided by N, leaves what one more job costs (the
 worker's start and stop cancel out). Counts, not times: the figures are the same on a
@@ -28,7 +29,7 @@ import uuid
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from redis import Connection, ConnectionPool, Redis
@@ -185,21 +186,31 @@ def burst(
     return Counted(tally.round_trips, counted, all_clients, job_ids)
 
 
-def per_job(side: str, outcome: str, count: int = 10, **options: Any) -> tuple[float, float]:
-    """(round trips, commands) one job costs a ``side`` worker: a run of 2 x ``count`` jobs
-    less a run of ``count``, over ``count`` (the worker's start and stop cancel out).
-    ``options`` go to ``burst``."""
+class PerJob(NamedTuple):
+    round_trips: float
+    commands: float
+    all_clients: float  # INFO commandstats: bare RQ's equals ``commands``; tracked adds its companion's
+
+
+def per_job(side: str, outcome: str, count: int = 10, **options: Any) -> PerJob:
+    """What one job costs a ``side`` worker: a run of 2 x ``count`` jobs less a run of
+    ``count``, over ``count`` (the worker's start and stop cancel out). ``options`` go to
+    ``burst``."""
     small = burst(side, outcome, count, **options)
     large = burst(side, outcome, 2 * count, **options)
-    return (large.round_trips - small.round_trips) / count, (large.commands - small.commands) / count
+    return PerJob(
+        (large.round_trips - small.round_trips) / count,
+        (large.commands - small.commands) / count,
+        (large.all_clients - small.all_clients) / count,
+    )
 
 
 def run(connection: Redis) -> list[Result]:
     count = int(os.environ.get("BENCH_ROUNDTRIP_JOBS", "20"))
     results = []
     for outcome in FUNCS:
-        bare_trips, bare_commands = per_job("bare", outcome, count)
-        trips, commands = per_job("tracked", outcome, count)
+        bare_trips, bare_commands, bare_all = per_job("bare", outcome, count)
+        trips, commands, tracked_all = per_job("tracked", outcome, count)
         log(
             f"round trips per {outcome} job: bare {bare_trips:g} ({bare_commands:g} commands), "
             f"tracked {trips:g} ({commands:g} commands)"
@@ -215,6 +226,9 @@ def run(connection: Redis) -> list[Result]:
                     "tracked_round_trips": trips,
                     "bare_commands": bare_commands,
                     "tracked_commands": commands,
+                    # INFO commandstats before/after, every client: the cross-check.
+                    "commandstats_bare": bare_all,
+                    "commandstats_tracked_with_companion": tracked_all,
                 },
                 note=(
                     f"bare {bare_trips:g} round trips ({bare_commands:g} commands), tracked {trips:g} ({commands:g})"

@@ -22,9 +22,9 @@ TRACKED_MAX = {"finishing": 14, "failing": 16}
 
 @pytest.mark.parametrize("outcome", ["finishing", "failing"])
 def test_round_trips_per_job_stay_within_the_figure_reached(outcome):
-    trips, _commands = per_job("tracked", outcome, 3, commands=False)
+    trips = per_job("tracked", outcome, 3, commands=False).round_trips
     assert trips <= TRACKED_MAX[outcome], f"{trips} round trips per {outcome} job, at most {TRACKED_MAX[outcome]}"
-    bare, _commands = per_job("bare", outcome, 3, commands=False)
+    bare = per_job("bare", outcome, 3, commands=False).round_trips
     assert trips <= bare + EXTRA_ALLOWED, f"{trips} round trips per {outcome} job, bare RQ {bare}"
 
 
@@ -52,5 +52,5 @@ def test_a_malformed_pause_entry_neither_stops_the_worker_nor_costs_round_trips(
     """A paused-queues entry that is not a time (written by hand, or by another tool) beside
     the worker's queue: its queue's jobs wait, the worker runs the others to the end, at
     the same round trips per job."""
-    trips, _commands = per_job("tracked", "finishing", 3, commands=False, paused={"low": "not a time"})
+    trips = per_job("tracked", "finishing", 3, commands=False, paused={"low": "not a time"}).round_trips
     assert trips <= TRACKED_MAX["finishing"]
