@@ -31,3 +31,7 @@ def step(key: str, seq: int, work: float = 0.0) -> None:
             pipe.rpush(f"bench:order:{key}", seq)
             pipe.incr("bench:done")
             pipe.execute()
+
+
+def fail() -> None:
+    raise RuntimeError("bench: this job fails on purpose")

@@ -101,6 +101,28 @@ def test_a_fenced_transaction_is_not_sent_when_the_claim_changes_after_it_was_re
     assert redis_conn.get("outcome") is None
 
 
+def test_a_claim_checked_ahead_fences_the_whole_transaction_it_hands_on(redis_conn):
+    """A failure's claim is checked before RQ's code runs (FencedRedis.arm): the pipeline
+    RQ then gets still sends its commands as one transaction, which a revoke in between
+    stops whole; a claim already lost is named ahead and nothing is held back."""
+    claim, _ = claim_take(redis_conn, Claim("job-a", 1, "w1"), timeout=60)
+    fenced = FencedRedis(redis_conn, claim)
+    assert fenced.arm() is None
+    pipe = fenced.pipeline()
+    pipe.set("status", "failed")
+    pipe.xadd("events", {"e": "dead"})
+    assert redis_conn.get("status") is None  # queued for the transaction, not sent one by one
+    with redis_conn.pipeline() as watchdog:
+        claim_revoke(watchdog, "job-a", attempt=1, worker="w1")
+        watchdog.execute()
+    with pytest.raises(Exception, match="Watch"):
+        pipe.execute()
+    assert redis_conn.get("status") is None and redis_conn.exists("events") == 0
+    late = FencedRedis(redis_conn, claim)
+    assert late.arm() == f"{claim.value} revoked"
+    assert late.lost is None
+
+
 def test_a_revoked_claim_cannot_be_taken_back_by_a_late_take_but_the_next_attempt_can(redis_conn):
     late = Claim("job-y", 1, "cut-off")
     claim_revoke(redis_conn, "job-y", attempt=1, worker="cut-off")  # before its take arrived

@@ -20,6 +20,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from ..conf import setting
 from ..redis import CLAIM_KEY
@@ -114,7 +115,17 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 def claim_take(connection: Redis, claim: Claim, *, timeout: Any) -> tuple[Claim, str | None]:
     """Take the claim for this execution; returns it (marked when it follows a revoked one)
     and, when it was not taken, the holder that kept it."""
-    taken = connection.eval(_TAKE, 1, claim.key, claim.value, claim.attempt, claim_ttl(timeout), _all_revoked(claim))
+    return claim_taken(claim, claim_take_queued(connection, claim, timeout=timeout))
+
+
+def claim_take_queued(connection: Any, claim: Claim, *, timeout: Any) -> Any:
+    """The take as one command of ``connection``, which may be a transaction (a worker takes
+    the claim in the one that registers the execution): its reply goes to ``claim_taken``."""
+    return connection.eval(_TAKE, 1, claim.key, claim.value, claim.attempt, claim_ttl(timeout), _all_revoked(claim))
+
+
+def claim_taken(claim: Claim, taken: Any) -> tuple[Claim, str | None]:
+    """``claim_take``'s answer from the take's reply."""
     if isinstance(taken, bytes):
         return claim, taken.decode(errors="replace")
     return (replace(claim, after_revoked=True) if taken == 1 else claim), None
@@ -143,16 +154,46 @@ def _all_revoked(claim: Claim) -> str:
 
 class FencedRedis(Redis):
     """A client on the same connections whose transactions are sent only while ``claim``
-    holds, and release it when they are. ``lost`` says whether one was held back."""
+    holds, and release it when they are. ``lost`` says whether one was held back.
+
+    Each transaction checks the claim after WATCHing it, in the round trip of its first
+    WATCH (``_FencedPipeline``): RQ's success transaction WATCHes the job's dependents
+    anyway, so the check costs it nothing; a transaction without a WATCH of its own pays one
+    round trip. ``arm`` makes that check ahead, before any of RQ's code runs (a claim already
+    lost writes nothing and logs nothing), and hands the armed pipeline to the first
+    transaction asked for."""
 
     def __init__(self, base: Redis, claim: Claim) -> None:
         super().__init__(connection_pool=base.connection_pool)
         self.claim = claim
         self.lost: ClaimLost | None = None
+        self._armed: _FencedPipeline | None = None
+
+    def arm(self) -> str | None:
+        """WATCH and read the claim now: the holder when it is someone else's (nothing may
+        be written), else None, the next transaction's check already made."""
+        pipeline = _FencedPipeline(self, self.connection_pool, self.response_callbacks, True, None)
+        try:
+            pipeline.check()
+        except ClaimLost as lost:
+            self.lost = None  # nothing was held back: the caller drops the outcome itself
+            return lost.holder
+        self._armed = pipeline
+        return None
+
+    def disarm(self) -> None:
+        """Give back an armed pipeline no transaction asked for."""
+        if self._armed is not None:
+            self._armed.reset()
+            self._armed = None
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         if not transaction:
             return super().pipeline(transaction, shard_hint)
+        if self._armed is not None:
+            armed, self._armed = self._armed, None
+            armed.implicit = True
+            return armed
         return _FencedPipeline(self, self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
@@ -161,28 +202,73 @@ class _FencedPipeline(Pipeline):
         super().__init__(*args)
         self._owner = owner
         self._checked = False
+        # Armed ahead (FencedRedis.arm), the pipeline already WATCHes: redis-py would send
+        # each command at once, outside the transaction. Until its user WATCHes something
+        # itself, its commands are queued for the transaction as they would be unarmed.
+        self.implicit = False
 
-    def _check(self) -> None:
-        """WATCH the claim and read it: from here the transaction fails if it changes."""
+    def check(self, *also_watched: Any) -> None:
+        """WATCH the claim (and ``also_watched``) and read it, in one round trip: from here
+        the transaction fails if the claim changes; ClaimLost if it is not ours already."""
         if self._checked:
+            if also_watched:
+                super().watch(*also_watched)
             return
         claim = self._owner.claim
-        self.watch(claim.key)
-        current = self.get(claim.key)  # immediate while watching
+        current = self._watch_and_read(claim.key, *also_watched)
         if current is not None and current.decode(errors="replace") != claim.value:
             self.reset()
             self._owner.lost = ClaimLost(claim, current.decode(errors="replace"))
             raise self._owner.lost
         self._checked = True
 
+    def _watch_and_read(self, key: str, *also_watched: Any) -> bytes | None:
+        """WATCH ``key`` and ``also_watched``, then GET ``key``, sent together (redis-py sends
+        each command of a watching pipeline on its own). A connection that fails is retried
+        as redis-py retries a WATCH, unless it was already watching: those WATCHes went
+        with it (WatchError, as redis-py says then)."""
+        connection: Any = getattr(self, "connection", None) or self.connection_pool.get_connection()
+        self.connection = connection
+        watching = bool(getattr(self, "watching", False))
+
+        def send() -> Any:
+            connection.send_packed_command(connection.pack_commands([("WATCH", *also_watched, key), ("GET", key)]))
+            connection.read_response()
+            return connection.read_response()
+
+        def failed(error: Exception) -> None:
+            connection.disconnect()  # its WATCH goes with it; an answer may be left unread
+            if watching:
+                raise WatchError(f"A {type(error).__name__} occurred while watching one or more keys")
+
+        try:
+            current = connection.retry.call_with_retry(send, failed)
+        except BaseException:
+            connection.disconnect()
+            self.reset()
+            raise
+        self.watching = True
+        return current  # type: ignore[no-any-return]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.implicit and args[0] != "WATCH":
+            return self.pipeline_execute_command(*args, **options)
+        return super().execute_command(*args, **options)
+
+    def watch(self, *names: Any) -> bool:
+        # RQ's success transaction WATCHes the job's dependents: the claim rides along.
+        self.implicit = False  # its user reads what it watches, then calls MULTI
+        self.check(*names)
+        return True
+
     def multi(self) -> None:
-        self._check()
+        self.check()
         super().multi()
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         if self.command_stack and (self.explicit_transaction or self.transaction):
             if not self.explicit_transaction:
-                self._check()
+                self.check()
             # The attempt ends with this write: the claim goes with it, unless a worker
             # presumed dead may still come back with an older attempt's outcome.
             claim = self._owner.claim
@@ -194,4 +280,4 @@ class _FencedPipeline(Pipeline):
 
     def reset(self) -> None:
         super().reset()
-        self._checked = False
+        self._checked = self.implicit = False

@@ -23,10 +23,11 @@ from redis.exceptions import ResponseError
 from rq.callbacks import execute_failure_callback
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import AbandonedJobError, StopRequested
+from rq.executions import Execution
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.utils import now as utcnow
-from rq.worker import SimpleWorker, Worker
+from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from .. import events, redaction
 from ..conf import setting
@@ -40,7 +41,7 @@ from ..redis import (
     backoff,
     raise_if_failing_over,
 )
-from ..rq.claims import Claim, ClaimLost, FencedRedis, claim_holder, claim_take
+from ..rq.claims import Claim, ClaimLost, FencedRedis, claim_take_queued, claim_taken
 from ..rq.failures import STOPPED_MID_JOB, describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
@@ -70,6 +71,7 @@ class TrackingMixin:
         self._jobsite_outage = RedisOutage("worker")
         self._jobsite_registered = self._jobsite_check_registration = False
         self._jobsite_execution: Any = None
+        self._jobsite_attempt = 0  # the attempt execute_job is starting
         self._jobsite_horse_status: int | None = None
         # The claim of the attempt this worker runs now (workers/rq/claims.py), the claim
         # whose dropped outcome was logged, and why the worker must register again before
@@ -163,30 +165,35 @@ class TrackingMixin:
             reason,
         )
 
-    def _jobsite_fenced(self, job: Job, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-        """``call``, writing to Redis only while this execution's claim on the job holds.
+    def _jobsite_fenced(self, job: Job, call: Callable[..., T], *args: Any, ahead: bool = True) -> T | None:
+        """``call(*args)``, writing to Redis only while this execution's claim on the job holds.
 
         Every transaction it makes WATCHes the claim (``FencedRedis``); once the claim is
         someone else's (a watchdog presumed this worker dead and the job was retried),
         nothing is written: no status, result, registry move or event that could overwrite
-        the newer attempt. Jobs without a claim (plain RQ's) are not fenced."""
+        the newer attempt. Jobs without a claim (plain RQ's) are not fenced.
+
+        ``ahead``: the claim is checked before ``call`` runs (one round trip, which its first
+        transaction then needs no more), so that a claim already lost leaves RQ's code out.
+        Not ahead, the check rides the first WATCH of ``call``'s first transaction (RQ's
+        success transaction WATCHes the job's dependents): no round trip of its own."""
         claim = self._jobsite_claim
         connection = self.connection  # type: ignore[attr-defined]
         if claim is None or claim.job_id != job.id or isinstance(connection, FencedRedis):
-            return call(*args, **kwargs)
-        holder = claim_holder(connection, claim)
-        if holder is not None:
+            return call(*args)
+        fenced = FencedRedis(connection, claim)
+        if ahead and (holder := fenced.arm()) is not None:
             self._jobsite_drop(claim, holder)
             return None
-        fenced = FencedRedis(connection, claim)
         self.connection = fenced
         try:
-            return call(*args, **kwargs)
+            return call(*args)
         except ClaimLost as lost:
             self._jobsite_drop(claim, lost.holder)
             return None
         finally:
             self.connection = connection
+            fenced.disarm()
             if fenced.lost is not None:  # held back inside RQ, which logs and goes on
                 self._jobsite_drop(claim, fenced.lost.holder)
 
@@ -230,7 +237,14 @@ class TrackingMixin:
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None or self.is_horse:  # type: ignore[attr-defined]
             return super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
-        self._jobsite_until_redis_answers(super().heartbeat, timeout)  # type: ignore[misc]
+        self._jobsite_until_redis_answers(self._jobsite_heartbeat, timeout)
+
+    def _jobsite_heartbeat(self, timeout: int | None) -> None:
+        # RQ sends its heartbeat's three commands one by one, three times per job: one
+        # request each instead (the same commands, not a transaction).
+        with self.connection.pipeline(transaction=False) as pipeline:
+            super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+            pipeline.execute()
 
     def check_for_suspension(self, burst: bool) -> None:
         self._jobsite_until_redis_answers(super().check_for_suspension, burst)  # type: ignore[misc]
@@ -362,8 +376,9 @@ class TrackingMixin:
         self._jobsite_fenced(job, self._jobsite_fail, job, queue, started_job_registry, exc_string, execution)
 
     def _jobsite_fail(self, job: Job, queue: Any, started_job_registry: Any, exc_string: str, execution: Any) -> None:
-        if not self.is_horse:  # type: ignore[attr-defined]
-            # The horse counted the attempt in its own copy of the job; read it back.
+        if not self.is_horse and not isinstance(self, SimpleWorker):  # type: ignore[attr-defined]
+            # The horse counted the attempt in its own copy of the job; read it back. (A
+            # simple worker ran the job in this very object.)
             try:
                 job.meta = job.get_meta(refresh=True)
             except Exception:
@@ -419,7 +434,8 @@ class TrackingMixin:
             job._jobsite_returned_retry = False  # type: ignore[attr-defined]
 
     def handle_job_success(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
-        self._jobsite_fenced(job, self._jobsite_succeed, job, queue, started_job_registry, execution)
+        # RQ's success transaction WATCHes the job's dependents first: the claim's check rides it.
+        self._jobsite_fenced(job, self._jobsite_succeed, job, queue, started_job_registry, execution, ahead=False)
 
     def _jobsite_succeed(self, job: Job, queue: Any, started_job_registry: Any, execution: Any) -> None:
         if job.repeats_left:
@@ -446,6 +462,7 @@ class TrackingMixin:
         attempt = int(getattr(job, "attempt", 0)) + 1  # the horse counts it in its own copy
         outages = self._jobsite_outage.count
         self._jobsite_execution = self._jobsite_horse_status = None
+        self._jobsite_attempt = attempt
         try:
             self._jobsite_execute(job, queue, attempt, outages)
         finally:
@@ -454,13 +471,7 @@ class TrackingMixin:
     def _jobsite_execute(self, job: Job, queue: Any, attempt: int, outages: int) -> None:
         try:
             # Redis away here: the job did not start, and goes back to its queue (below).
-            # The worker holds the claim once it is in Redis: until then the companion's
-            # beat would take the job's previous (revoked) claim for this one's, taken.
-            claim = Claim(job.id, attempt, self.name)  # type: ignore[attr-defined]
-            self._jobsite_claim, held = claim_take(self.connection, claim, timeout=job.timeout)
-            if held is not None:
-                # Only a take that reached Redis late meets this: the attempt is someone else's.
-                self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, attempt, held)  # type: ignore[attr-defined]
+            # The claim is taken as the execution is registered (prepare_execution).
             super().execute_job(job, queue)  # type: ignore[misc]
         except REDIS_DOWN as exc:
             # RQ quits the whole worker on a Redis error while it runs a job. Wait for Redis
@@ -548,10 +559,26 @@ class TrackingMixin:
         key_job_ended(job, status=JobStatus.DEAD)
 
     def prepare_execution(self, job: Job) -> Any:
+        """RQ's (``rq.executions.prepare_execution``), with the attempt's claim taken in the
+        same transaction as the execution is registered: no round trip of its own, and no
+        moment when one is in Redis without the other."""
         self._jobsite_current: Job | None = job  # the job a cold stop would interrupt
+        claim = Claim(job.id, self._jobsite_attempt, self.name)  # type: ignore[attr-defined]
+        with self.connection.pipeline() as pipeline:  # type: ignore[attr-defined]
+            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name)  # type: ignore[attr-defined]
+            self.executions[execution.id] = execution  # type: ignore[attr-defined]
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            claim_take_queued(pipeline, claim, timeout=job.timeout)
+            taken = pipeline.execute()[-1]
         # Kept for the outage path: the execution RQ registered, to delete when the job is lost.
-        self._jobsite_execution = super().prepare_execution(job)  # type: ignore[misc]
-        return self._jobsite_execution
+        self._jobsite_execution = execution
+        # The worker holds the claim once it is in Redis: until then the companion's beat
+        # would take the job's previous (revoked) claim for this one's, taken.
+        self._jobsite_claim, held = claim_taken(claim, taken)
+        if held is not None:
+            # Only a take that reached Redis late meets this: the attempt is someone else's.
+            self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, claim.attempt, held)  # type: ignore[attr-defined]
+        return execution
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """A cold stop (a second SIGTERM/SIGINT): RQ kills the work horse and exits, leaving
