@@ -91,3 +91,20 @@ def test_a_queue_page_links_back_to_all_queues(staff_client):
     body = staff_client.get("/dashboard/queues/low/").content.decode()
     assert 'href="/dashboard/queues/">all queues</a>' in body
     assert 'href="/dashboard/queues/default/"' in body and 'href="/dashboard/queues/high/"' in body
+
+
+def test_a_pause_entry_written_by_hand_without_a_time_still_shows_the_queue_paused(staff_client, redis_conn):
+    from workers.redis import PAUSED_KEY
+
+    staff_client.post("/dashboard/queues/low/pause/")  # a good entry: the time it was paused
+    redis_conn.hset(PAUSED_KEY, "high", "by hand, no time")  # another tool's entry
+
+    response = staff_client.get("/dashboard/queues/")
+
+    assert response.status_code == 200
+    row = dict(re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', response.content.decode(), re.S))
+    assert "paused" in row["low"] and 'title="since ' in row["low"]
+    assert "paused" in row["high"] and 'title="since ' not in row["high"]
+    assert "running" in row["default"]
+    page = staff_client.get("/dashboard/queues/high/").content.decode()
+    assert 'id="queue-state">paused<' in page and "workers leave its jobs waiting" in page

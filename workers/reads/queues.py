@@ -28,17 +28,14 @@ class QueueStats:
     deferred: int = 0
     retrying: int = 0
     dead: int = 0
-    paused_since: datetime | None = None
+    paused: bool = False
+    paused_since: datetime | None = None  # None while paused: its entry holds no time
     workers_busy: int = 0
     workers_idle: int = 0
     finished_hour: int = 0
     failed_hour: int = 0
     finished_day: int = 0
     failed_day: int = 0
-
-    @property
-    def paused(self) -> bool:
-        return self.paused_since is not None
 
     @property
     def throughput_hour(self) -> float:
@@ -118,6 +115,7 @@ def queue_stats_get(
                 deferred=counts.deferred,
                 retrying=retrying,
                 dead=waiting[(name, JobStatus.DEAD)],
+                paused=name in paused,
                 paused_since=paused.get(name),
                 workers_busy=sum(1 for w in listening if w.is_busy),
                 workers_idle=sum(1 for w in listening if not w.is_busy),

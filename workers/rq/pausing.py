@@ -43,10 +43,18 @@ return false
 """
 
 
-def paused_queues(connection: Redis) -> dict[str, datetime]:
-    """Every paused queue with the time it was paused."""
-    raw = connection.hgetall(PAUSED_KEY)
-    return {name.decode(): datetime.fromtimestamp(float(since), tz=UTC) for name, since in raw.items()}
+def paused_queues(connection: Redis) -> dict[str, datetime | None]:
+    """Every paused queue with the time it was paused, or None when its entry does not
+    hold a time (written by hand or by another tool): the queue is paused all the same,
+    as workers see it (``pop_unpaused`` reads only the names)."""
+    return {name.decode(errors="replace"): _since(value) for name, value in connection.hgetall(PAUSED_KEY).items()}
+
+
+def _since(value: bytes) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def paused_names(connection: Redis) -> set[str]:
