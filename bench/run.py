@@ -1,7 +1,7 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
-``python -m bench.run [--merge] [enqueue enqueue_wait throughput ordering pageviews apply
-pages]`` (default: all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at
+``python -m bench.run [--merge] [enqueue enqueue_wait throughput prefork ordering pageviews
+apply pages]`` (default: all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at
 a redis-server of its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh
 PostgreSQL database, both emptied freely here. With ``--merge`` the results replace those
 of the same name in bench/results.json and the others stay (`make bench-scale` adds its
@@ -34,6 +34,7 @@ ITEMS = {
     "enqueue": ("enqueue latency", "<= 1.3"),
     "enqueue_wait": ("enqueue latency ENQUEUE_WAIT 1 replica/none", "<= 1.5"),
     "throughput": ("throughput", ">= 0.90"),
+    "prefork": ("throughput prefork tracked/bare Worker (forking)", ">= 3"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE", ">= 20"),
     "apply": ("recorder apply rate with/without search indexes", ">= 0.90"),
