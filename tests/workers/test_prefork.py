@@ -99,6 +99,21 @@ def test_a_horse_killed_mid_job_fails_that_job_only(start_worker, redis_conn):
     assert worker.process.poll() is None
 
 
+def test_a_horse_killed_between_jobs_is_replaced_for_the_next_one(start_worker):
+    first = enqueue("tests.jobfuncs.horse_pid")
+    worker = start_worker("default", extra=PREFORK)
+    idle_horse = _horse_of(first.id)
+
+    os.kill(idle_horse, signal.SIGKILL)
+    wait_for(lambda: not process_alive(idle_horse) or None, timeout=10)
+    second = enqueue("tests.jobfuncs.horse_pid")
+
+    assert _horse_of(second.id) not in (idle_horse, worker.pid)
+    record = JobRecord.objects.get(job_id=second.id)
+    assert (record.attempts, record.errors.count()) == (1, 0)  # nothing of it was lost
+    assert worker.process.poll() is None
+
+
 @pytest.mark.parametrize(
     ("how", "message"),
     [
