@@ -229,3 +229,12 @@ def crash(how: str) -> None:
     import ctypes
 
     ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def database_session() -> int:
+    """The PostgreSQL backend serving this job's database connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])

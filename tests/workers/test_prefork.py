@@ -13,6 +13,7 @@ import time
 
 import django_rq
 import pytest
+from django.db import connection
 from rq import Queue
 
 from tests.conftest import process_alive, wait_for
@@ -57,6 +58,18 @@ def test_one_horse_runs_job_after_job(start_worker):
     assert horses[0] != worker.pid
     records = JobRecord.objects.filter(job_id__in=[job.id for job in jobs])
     assert {(r.status, r.attempts, r.worker) for r in records} == {(JobStatus.FINISHED, 1, worker.name)}
+
+
+def test_a_horse_keeps_its_database_connection_across_jobs(start_worker):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite connections are closed after every job (CONN_MAX_AGE 0)")
+    jobs = [enqueue("tests.jobfuncs.database_session") for _ in range(3)]
+    start_worker("default", extra=PREFORK)
+
+    sessions = [_finished(job.id).result_repr for job in jobs]
+
+    # One session for the horse (within CONN_MAX_AGE), not a new connection per job.
+    assert len(set(sessions)) == 1, sessions
 
 
 def test_a_horse_is_replaced_after_its_number_of_jobs(start_worker):

@@ -388,3 +388,5 @@ def _next_order(fd: int, inbox: bytes, parent: int) -> tuple[dict[str, Any] | No
 
 class PreforkWorker(TrackingWorker, PreforkHorses):  # type: ignore[misc]
     """The tracking worker on fork-once horses (``rqworker --prefork``)."""
+
+    horse_runs_one_job = False  # its database connections live across jobs, within CONN_MAX_AGE
