@@ -25,6 +25,8 @@ from workers.redis import CLAIM_KEY
 from workers.redis import connection as redis_connection
 from workers.rq.job import TrackedJob
 from workers.runtime.prefork import PreforkWorker
+from workers.services.audit import Actor
+from workers.services.jobs import job_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -167,6 +169,21 @@ def test_a_timeout_fails_that_job_and_a_new_horse_takes_the_next(start_worker, r
     assert worker.process.poll() is None
 
 
+def test_an_operator_stops_a_running_job_and_a_new_horse_takes_the_next(start_worker, redis_conn):
+    job = enqueue("tests.jobfuncs.hang_and_report_pid", "stopped", 60)
+    after = enqueue("tests.jobfuncs.horse_pid")
+    worker = start_worker("default", extra=PREFORK)
+    horse = _pid(redis_conn, "stopped")
+    wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.STARTED).exists())
+
+    job_cancel(job_id=job.id, actor=Actor("tester"))  # RQ's stop-job command to the worker
+
+    record = _ended(job.id, JobStatus.STOPPED)
+    assert (record.attempts, record.errors.get().exc_type) == (1, "JobStopped")
+    assert _horse_of(after.id) not in (horse, worker.pid)
+    assert worker.process.poll() is None
+
+
 def test_a_first_sigterm_lets_the_running_job_finish(start_worker, redis_conn):
     job = enqueue("tests.jobfuncs.hang_and_report_pid", "warm", 2)
     waiting = enqueue("tests.jobfuncs.horse_pid")  # must stay queued: the worker stops
@@ -254,6 +271,29 @@ def test_the_horse_writes_its_outcome_behind_the_claim_fence(redis_conn, transac
     # The next job's claim holds: its outcome is written.
     record = JobRecord.objects.get(job_id=after.id)
     assert (record.status, record.result_repr) == (JobStatus.FINISHED, "5")
+
+
+def test_a_horse_told_to_go_exits_though_another_process_holds_its_pipe(redis_conn, transactional_db, caplog):
+    # RQ's scheduler, restarted by maintenance while a horse lives, is forked with a copy
+    # of the horse's order pipe: closing the worker's end alone would never end the horse.
+    job = enqueue("tests.jobfuncs.horse_pid")
+    worker = django_rq.get_worker("default", worker_class=PreforkWorker, name="retiring")
+    taken, queue = worker.dequeue_job_and_maintain_ttl(None)
+    worker.execute_job(taken, queue)
+    horse = worker._prefork_pid
+    held_elsewhere = os.dup(worker._prefork_orders)
+    try:
+        with caplog.at_level(logging.INFO, logger="rq.worker"):
+            worker._prefork_retire(wait=30)
+    finally:
+        os.close(held_elsewhere)
+
+    drain()
+    assert JobRecord.objects.get(job_id=job.id).result_repr == str(horse)
+    assert not process_alive(horse)
+    said = [r.getMessage() for r in caplog.records]
+    assert f"Worker retiring: work horse {horse} retired after 1 job(s)" in said
+    assert not [line for line in said if "killing it" in line]  # it left when told to
 
 
 @pytest.mark.parametrize(

@@ -268,10 +268,14 @@ class PreforkHorses(Worker):
         self._prefork_reaped, self._prefork_inbox, self._prefork_eof = None, b"", False
 
     def _prefork_retire(self, wait: float = 5.0) -> None:
-        """Let the horse go (it exits when its order pipe closes), killed if it lingers."""
+        """Let the horse go (told to exit, and its order pipe closed), killed if it lingers."""
         if not self._prefork_pid:
             return
         pid, served = self._prefork_pid, self._prefork_served
+        with contextlib.suppress(OSError):
+            # Said, not only closed: a child forked meanwhile (RQ's scheduler, restarted by
+            # maintenance) holds a copy of this pipe, and the horse would see no end of it.
+            os.write(self._prefork_orders, b'{"exit": true}\n')
         with contextlib.suppress(OSError):
             os.close(self._prefork_orders)
         self._prefork_orders = -1
@@ -279,6 +283,7 @@ class PreforkHorses(Worker):
         while not self._prefork_poll() and time.monotonic() < deadline:
             time.sleep(0.01)
         if not self._prefork_poll():
+            self.log.warning("Worker %s: work horse %s did not exit within %s s; killing it", self.name, pid, wait)
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             self._prefork_poll(block=True)
@@ -314,7 +319,7 @@ class PreforkHorses(Worker):
             served, inbox = 0, b""
             while True:
                 order, inbox = _next_order(orders, inbox, parent)
-                if order is None:
+                if order is None or order.get("exit"):
                     break
                 func = self._prefork_run(order)
                 served += 1
