@@ -273,6 +273,21 @@ def test_the_horse_writes_its_outcome_behind_the_claim_fence(redis_conn, transac
     assert (record.status, record.result_repr) == (JobStatus.FINISHED, "5")
 
 
+def test_the_worker_beats_while_a_long_job_runs_and_keeps_the_horse(redis_conn, transactional_db):
+    # RQ's monitor wakes every job_monitoring_interval (an alarm) to beat while it waits
+    # for the horse: each wake-up interrupts the wait, which must lose nothing.
+    slow = enqueue("tests.jobfuncs.hang_and_report_pid", "long", 3.5)
+    after = enqueue("tests.jobfuncs.horse_pid")
+    worker = django_rq.get_worker("default", worker_class=PreforkWorker, name="beating", job_monitoring_interval=1)
+
+    worker.work(burst=True, with_scheduler=False)
+    drain()
+
+    record = JobRecord.objects.get(job_id=slow.id)
+    assert (record.status, record.attempts, record.errors.count()) == (JobStatus.FINISHED, 1, 0)
+    assert JobRecord.objects.get(job_id=after.id).result_repr == redis_conn.get("test:pid:long").decode()
+
+
 def test_a_horse_told_to_go_exits_though_another_process_holds_its_pipe(redis_conn, transactional_db, caplog):
     # RQ's scheduler, restarted by maintenance while a horse lives, is forked with a copy
     # of the horse's order pipe: closing the worker's end alone would never end the horse.

@@ -33,6 +33,7 @@ import random
 import select
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import import_module
@@ -58,21 +59,44 @@ PARENT_CHECK = 1.0
 # While it waits for an answer, the worker also asks the kernel whether the horse died
 # this often: a horse whose pipe a job closed or handed to a child still gets noticed.
 REAP_CHECK = 1.0
-# Signals that must not interrupt the worker between reading the horse's answer (or
-# reaping it) and keeping it: RQ's monitoring alarm, and the shutdown signals.
-_HELD = {signal.SIGALRM, signal.SIGTERM, signal.SIGINT}
 _MAX_MODULES = 1000
 
 
 class _TimeoutNoted(UnixSignalDeathPenalty):
-    """RQ's job timeout, noting that it went off: a horse whose job (or callback) was
-    interrupted mid-way is retired after reporting the failure."""
+    """RQ's timeouts (a job's in the horse, the monitoring interval's in the worker), as
+    RQ's, except that:
+
+    - a job's timeout that went off is noted: the horse, interrupted wherever its job (or
+      a callback) was, is retired after it reported the failure;
+    - in the worker, an alarm that goes off while it keeps what it has just read from the
+      horse (an answer, a wait status) is raised once that is kept, not in between, where
+      it would lose it. Masking SIGALRM cannot do that: the worker has other threads, and
+      Python runs a handler in the main thread whichever thread the signal reached.
+    """
 
     went_off = False
+    deferring = False
+    deferred: _TimeoutNoted | None = None
 
     def handle_death_penalty(self, signum: int, frame: Any) -> None:
         _TimeoutNoted.went_off = True
+        if _TimeoutNoted.deferring:
+            _TimeoutNoted.deferred = self
+            return
         super().handle_death_penalty(signum, frame)
+
+
+@contextlib.contextmanager
+def _alarm_deferred() -> Iterator[None]:
+    """RQ's timeout exception held back until the block is done (see _TimeoutNoted)."""
+    _TimeoutNoted.deferring = True
+    try:
+        yield
+    finally:
+        _TimeoutNoted.deferring = False
+        penalty, _TimeoutNoted.deferred = _TimeoutNoted.deferred, None
+        if penalty is not None:
+            penalty.handle_death_penalty(signal.SIGALRM, None)
 
 
 def resident_bytes() -> int:
@@ -84,16 +108,6 @@ def resident_bytes() -> int:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class _Held:
-    """The shutdown and alarm signals held back (delivered on leaving, not lost)."""
-
-    def __enter__(self) -> None:
-        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
 
 
 class PreforkHorses(Worker):
@@ -230,7 +244,7 @@ class PreforkHorses(Worker):
             except InterruptedError:  # pragma: no cover - PEP 475 retries these
                 continue
             if ready:
-                with _Held():
+                with _alarm_deferred():
                     data = os.read(self._prefork_answers, 4096)
                     self._prefork_inbox += data
                     self._prefork_eof = not data
@@ -250,7 +264,7 @@ class PreforkHorses(Worker):
         """Whether the horse has ended (reaped now or before); keeps its wait status."""
         if self._prefork_reaped is not None:
             return True
-        with _Held():
+        with _alarm_deferred():
             try:
                 pid, status, rusage = os.wait4(self._prefork_pid, 0 if block else os.WNOHANG)
             except ChildProcessError:  # reaped by someone else: its status is unknown
