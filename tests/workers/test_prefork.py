@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import django_rq
@@ -16,7 +18,7 @@ import pytest
 from django.db import connection
 from rq import Queue
 
-from tests.conftest import process_alive, wait_for
+from tests.conftest import ROOT, process_alive, wait_for
 from tests.workers.test_command_errors import assert_one_line_error, manage
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
@@ -309,6 +311,43 @@ def test_a_horse_told_to_go_exits_though_another_process_holds_its_pipe(redis_co
     said = [r.getMessage() for r in caplog.records]
     assert f"Worker retiring: work horse {horse} retired after 1 job(s)" in said
     assert not [line for line in said if "killing it" in line]  # it left when told to
+
+
+FORK_WHILE_THE_FACTORY_IS_BUSY = """
+import os, sys, threading, time
+import django
+django.setup()
+from workers import redis as factory
+
+held, release = threading.Event(), threading.Event()
+
+def holder():
+    with factory._lock:  # another thread of the worker, making its client right now
+        held.set()
+        release.wait()
+
+threading.Thread(target=holder, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    factory.connection()  # the horse's first client
+    os._exit(0)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+sys.exit(9)  # the child hung
+"""
+
+
+def test_a_horse_forked_while_another_thread_makes_a_redis_client_gets_its_own():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobsite.settings.test"}
+    done = subprocess.run([sys.executable, "-c", FORK_WHILE_THE_FACTORY_IS_BUSY], cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 0, "the forked child hung on the connection factory's lock"
 
 
 @pytest.mark.parametrize(
