@@ -20,6 +20,7 @@ from rq import Queue
 
 from tests.conftest import ROOT, process_alive, wait_for
 from tests.workers.test_command_errors import assert_one_line_error, manage
+from tests.workers.test_forkguard import CHILD_VERDICT
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 from workers.recording.consumer import drain
@@ -332,21 +333,13 @@ pid = os.fork()
 if pid == 0:
     factory.connection()  # the horse's first client
     os._exit(0)
-deadline = time.monotonic() + 10
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        sys.exit(os.waitstatus_to_exitcode(status))
-    time.sleep(0.05)
-os.kill(pid, 9)
-os.waitpid(pid, 0)
-sys.exit(9)  # the child hung
 """
 
 
 def test_a_horse_forked_while_another_thread_makes_a_redis_client_gets_its_own():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobsite.settings.test"}
-    done = subprocess.run([sys.executable, "-c", FORK_WHILE_THE_FACTORY_IS_BUSY], cwd=ROOT, env=env, timeout=60)
+    script = FORK_WHILE_THE_FACTORY_IS_BUSY + CHILD_VERDICT.format(wait=10)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, timeout=60)
     assert done.returncode == 0, "the forked child hung on the connection factory's lock"
 
 
