@@ -143,7 +143,7 @@ class PreforkHorses(Worker):
         self.set_state(WorkerStatus.IDLE)
 
     def _prefork_hand_over(self, job: Job, queue: Any, execution: Any) -> None:
-        claim = self._jobsite_claim
+        claim = getattr(self, "_jobsite_claim", None)  # TrackingMixin takes it before the job runs
         order = {
             "job": job.id,
             "queue": queue.name,
