@@ -117,6 +117,16 @@ def test_a_horse_killed_mid_job_fails_that_job_only(start_worker, redis_conn):
     assert worker.process.poll() is None
 
 
+def test_an_idle_horse_whose_worker_was_killed_exits(start_worker):
+    first = enqueue("tests.jobfuncs.horse_pid")
+    worker = start_worker("default", extra=PREFORK)
+    horse = _horse_of(first.id)
+
+    worker.kill()  # SIGKILL: the worker cannot tell its horse anything
+
+    wait_for(lambda: not process_alive(horse), timeout=10)
+
+
 def test_a_horse_killed_between_jobs_is_replaced_for_the_next_one(start_worker):
     first = enqueue("tests.jobfuncs.horse_pid")
     worker = start_worker("default", extra=PREFORK)

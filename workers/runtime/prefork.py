@@ -25,9 +25,7 @@ next job gets a new horse.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import logging
 import os
 import random
 import select
@@ -49,8 +47,6 @@ from ..redis import new_connection
 from ..rq.claims import Claim
 from ..rq.forkguard import FORK_GUARD
 from .worker import TrackingWorker
-
-log = logging.getLogger(__name__)
 
 HORSE_MAX_JOBS = 1000
 # How often an idle horse checks that its worker is still there (its pipe may be held
@@ -239,10 +235,7 @@ class PreforkHorses(Worker):
             if self._prefork_eof:
                 time.sleep(0.05)  # closed its pipe: exiting, or exited and not yet waitable
                 continue
-            try:
-                ready, _, _ = select.select([self._prefork_answers], [], [], REAP_CHECK)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries these
-                continue
+            ready, _, _ = select.select([self._prefork_answers], [], [], REAP_CHECK)
             if ready:
                 with _alarm_deferred():
                     data = os.read(self._prefork_answers, 4096)
@@ -389,12 +382,7 @@ def _next_order(fd: int, inbox: bytes, parent: int) -> tuple[dict[str, Any] | No
     while b"\n" not in inbox:
         if os.getppid() != parent:
             return None, b""  # the worker died: no one is left to hand jobs over
-        try:
-            ready, _, _ = select.select([fd], [], [], PARENT_CHECK)
-        except OSError as exc:  # pragma: no cover - EINTR is retried by Python itself
-            if exc.errno != errno.EINTR:
-                raise
-            continue
+        ready, _, _ = select.select([fd], [], [], PARENT_CHECK)
         if not ready:
             continue
         data = os.read(fd, 65536)
