@@ -22,7 +22,7 @@ from tests.conftest import ROOT, process_alive, wait_for
 from tests.workers.test_command_errors import assert_one_line_error, manage
 from tests.workers.test_forkguard import CHILD_VERDICT
 from workers import enqueue
-from workers.models import JobRecord, JobStatus
+from workers.models import JobLogLine, JobRecord, JobStatus
 from workers.recording.consumer import drain
 from workers.redis import CLAIM_KEY
 from workers.redis import connection as redis_connection
@@ -75,6 +75,30 @@ def test_a_horse_keeps_its_database_connection_across_jobs(start_worker):
 
     # One session for the horse (within CONN_MAX_AGE), not a new connection per job.
     assert len(set(sessions)) == 1, sessions
+
+
+def test_logs_progress_and_retries_are_recorded_from_one_horse(start_worker):
+    first = enqueue("tests.jobfuncs.horse_pid")
+    chatty = enqueue("tests.jobfuncs.chatty", 2, fail_after=True, max_attempts=2)
+    counting = enqueue("tests.jobfuncs.count_and_report", 4)
+    start_worker("default", extra=PREFORK)
+
+    dead = _ended(chatty.id, JobStatus.DEAD)  # retrying after attempt 1 (RQ's scheduler), then dead
+    last = enqueue("tests.jobfuncs.horse_pid")
+
+    assert _horse_of(first.id) == _horse_of(last.id)  # every job above ran in that one horse
+    assert [(e.attempt, e.message) for e in dead.errors.all()] == [
+        (1, "chatty failed after logging"),
+        (2, "chatty failed after logging"),
+    ]
+    lines = list(JobLogLine.objects.filter(job=dead).values_list("attempt", "seq", "message"))
+    for attempt in (1, 2):
+        assert [line[1:] for line in lines if line[0] == attempt] == [
+            (1, "processed item 1 of 2"),
+            (2, "processed item 2 of 2"),
+            (3, "done <b>here</b>"),
+        ]
+    assert (_finished(counting.id).progress, _finished(counting.id).result_repr) == (100, "4")
 
 
 def test_a_horse_is_replaced_after_its_number_of_jobs(start_worker):
