@@ -15,7 +15,7 @@ from tests.faults.conftest import mentions, wait_for_mention
 from workers import enqueue, events
 from workers.models import JobRecord, JobStatus
 from workers.redis import ALIVE_KEY, CLAIM_KEY, STREAM_KEY
-from workers.rq.claims import Claim, FencedRedis, claim_holder, claim_revoke, claim_take
+from workers.rq.claims import Claim, FencedRedis, claim_holder, claim_revoke, claim_take, claim_take_over_dead
 from workers.rq.job import TrackedJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,6 +155,47 @@ def test_a_worker_takes_over_its_own_earlier_claim_on_the_same_attempt(redis_con
     # But that very claim, once revoked, is not taken back by a take reaching Redis late.
     claim_revoke(redis_conn, "job-z", attempt=1, worker="w8")
     assert claim_take(redis_conn, again, timeout=60)[1] == f"{again.value} revoked"
+
+
+def test_another_workers_live_claim_on_the_same_attempt_is_taken_over_only_when_that_worker_is_dead(redis_conn):
+    # The job came back to a queue without a watchdog's revoke: its first worker was killed
+    # after taking the claim, and RQ put the job back from that worker's intermediate list.
+    redis_conn.set(Claim("job-d", 1, "x").key, "1 killed-worker abcd")
+    redis_conn.set(Claim("job-l", 1, "x").key, "1 live-worker abcd")
+    redis_conn.set(Claim("job-n", 1, "x").key, "2 killed-worker abcd")  # a later attempt's
+    alive = {"live-worker"}.__contains__
+
+    for job_id in ("job-d", "job-l", "job-n"):
+        claim = Claim(job_id, 1, "w8")
+        refused = claim_take(redis_conn, claim, timeout=60)[1]
+        assert refused is not None
+        taken, held = claim_take_over_dead(redis_conn, claim, refused, timeout=60, alive=alive)
+        if job_id == "job-d":
+            assert held is None and taken.after_revoked
+            assert redis_conn.get(claim.key).decode() == claim.value
+        else:  # a live worker's claim, or a later attempt: still refused, and left as it was
+            assert held == refused and redis_conn.get(claim.key).decode() == refused
+    # A malformed holder is never taken over by this path (the take itself handles it).
+    assert claim_take_over_dead(redis_conn, Claim("job-m", 1, "w8"), "garbage", timeout=60, alive=alive)[1] == "garbage"
+
+
+@pytest.mark.parametrize("holder_alive", [False, True], ids=["holder-dead", "holder-alive"])
+def test_a_worker_finishes_a_job_whose_claim_a_dead_worker_left_behind(run_burst, redis_conn, holder_alive):
+    job = enqueue("tests.jobfuncs.add", 2, 3)
+    redis_conn.set(CLAIM_KEY.format(job.id), "1 killed-worker abcd", ex=600)
+    if holder_alive:
+        redis_conn.set(ALIVE_KEY.format("killed-worker"), "1", ex=600)
+
+    run_burst("default")
+
+    status = TrackedJob.fetch(job.id, connection=redis_conn).get_status()
+    record = JobRecord.objects.get(job_id=job.id)
+    if holder_alive:  # a live execution holds the attempt: this one's outcome is not written
+        assert status == "started" and record.status == JobStatus.STARTED
+        assert redis_conn.get(CLAIM_KEY.format(job.id)) == b"1 killed-worker abcd"
+    else:
+        assert status == "finished" and record.status == JobStatus.FINISHED
+        assert TrackedJob.fetch(job.id, connection=redis_conn).return_value() == 5
 
 
 def test_a_hand_written_malformed_claim_is_taken_over_and_other_jobs_claims_are_untouched(redis_conn):

@@ -15,6 +15,7 @@ with Redis's data) is not fenced: RQ's semantics stay as they are.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -129,6 +130,28 @@ def claim_taken(claim: Claim, taken: Any) -> tuple[Claim, str | None]:
     if isinstance(taken, bytes):
         return claim, taken.decode(errors="replace")
     return (replace(claim, after_revoked=True) if taken == 1 else claim), None
+
+
+def claim_take_over_dead(
+    connection: Redis, claim: Claim, holder: str, *, timeout: Any, alive: Callable[[str], bool]
+) -> tuple[Claim, str | None]:
+    """After a refused take: when ``holder`` is another worker's live claim on this same
+    attempt and that worker is dead (``alive`` says no), revoke it and take the claim, as a
+    watchdog that declared it dead would have. The job came back to a queue without such a
+    revoke (say RQ put it back from a dead worker's intermediate list): refused, this worker
+    would run it and drop its own outcome, and the record would say `started` for good.
+    Returns what ``claim_take`` does; a live holder's claim is left alone (still refused)."""
+    if holder.endswith(REVOKED):
+        return claim, holder
+    attempt, _, rest = holder.partition(" ")
+    worker = rest.rpartition(" ")[0]
+    if attempt != str(claim.attempt) or not worker or worker == claim.worker or alive(worker):
+        return claim, holder
+    with connection.pipeline() as pipeline:
+        claim_revoke(pipeline, claim.job_id, attempt=claim.attempt, worker=worker)
+        claim_take_queued(pipeline, claim, timeout=timeout)
+        taken = pipeline.execute()[-1]
+    return claim_taken(claim, taken)
 
 
 def claim_revoke(pipeline: Any, job_id: str, *, attempt: int, worker: str) -> None:

@@ -41,14 +41,14 @@ from ..redis import (
     backoff,
     raise_if_failing_over,
 )
-from ..rq.claims import Claim, ClaimLost, FencedRedis, claim_take_queued, claim_taken
+from ..rq.claims import Claim, ClaimLost, FencedRedis, claim_take_over_dead, claim_take_queued, claim_taken
 from ..rq.failures import STOPPED_MID_JOB, describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.retry import retry_decision
 from ..rq.scheduler import WorkerScheduler
 from ..statuses import JobStatus
 from .companion import Companion
-from .liveness import mark_alive
+from .liveness import is_alive, mark_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -579,7 +579,13 @@ class TrackingMixin:
         # would take the job's previous (revoked) claim for this one's, taken.
         self._jobsite_claim, held = claim_taken(claim, taken)
         if held is not None:
-            # Only a take that reached Redis late meets this: the attempt is someone else's.
+            connection = self.connection  # type: ignore[attr-defined]
+            self._jobsite_claim, held = claim_take_over_dead(
+                connection, claim, held, timeout=job.timeout, alive=lambda worker: is_alive(connection, worker)
+            )
+        if held is not None:
+            # Only a take that reached Redis late, or a live worker's claim on this attempt
+            # (the job delivered twice), meets this: the attempt is someone else's.
             self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, claim.attempt, held)  # type: ignore[attr-defined]
         return execution
 
