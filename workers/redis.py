@@ -45,6 +45,9 @@ LOST_KEY = "jobsite:lost:{}"
 # A job whose RQ hash vanished (Redis came back without it): one watchdog records it lost.
 VANISHED_KEY = "jobsite:vanished:{}"
 REQUEUE_GUARD_KEY = "jobsite:requeue:{}"
+# One put-back of a job that looks lost per this many seconds, whoever does it (a worker,
+# the lost-jobs watchdog, the key watchdog): the job popped again meanwhile looks lost too.
+REQUEUE_GUARD_SECONDS = 60
 # Job id -> the execution that may write the outcome of its attempt (workers/rq/claims.py).
 CLAIM_KEY = "jobsite:claim:{}"
 RUN_AGAIN_GUARD_KEY = "jobsite:run-again:{}"

@@ -17,7 +17,7 @@ from workers.models import JobRecord, JobStatus
 from workers.ordering.keys import holder_key
 from workers.ordering.watchdog import key_states, keys_watchdog
 from workers.recording.consumer import drain
-from workers.redis import KEYS_ZSET
+from workers.redis import KEYS_ZSET, REQUEUE_GUARD_KEY
 from workers.services.audit import Actor
 from workers.services.jobs import dead_letter_discard, job_cancel
 
@@ -113,6 +113,26 @@ def test_a_holder_lost_between_queue_and_worker_is_re_driven_by_the_watchdog(sta
     wait_for(lambda: len(order(redis_conn, "k")) == 2, timeout=30)
     assert order(redis_conn, "k") == ["0", "1"]
     wait_for(lambda: statuses([first, second]) == [JobStatus.FINISHED] * 2, timeout=20)
+
+
+def test_a_holder_another_watchdog_just_put_back_is_not_re_driven_twice(redis_conn):
+    first = enqueue(STEP, "k", 0, key="k")
+    queue_key = Queue("default", connection=redis_conn).key
+    assert redis_conn.lrem(queue_key, 0, first.id) == 1  # lost between queue and worker
+    redis_conn.zadd(KEYS_ZSET, {"k": time.time() - 60})
+    moment = time.time()
+    keys_watchdog(redis_conn, moment=moment, exclusive=False)  # first sighting: a suspect, nothing done yet
+    # Meanwhile the lost-jobs watchdog put it back, and a worker popped it again (LPOP):
+    # between that pop and "started" it looks lost here once more.
+    redis_conn.set(REQUEUE_GUARD_KEY.format(first.id), 1, ex=60)
+
+    assert keys_watchdog(redis_conn, moment=moment + 600, exclusive=False) == 0
+    assert redis_conn.lpos(queue_key, first.id) is None  # not pushed a second time
+
+    redis_conn.delete(REQUEUE_GUARD_KEY.format(first.id))  # a minute later, still lost: put back once
+    assert keys_watchdog(redis_conn, moment=moment + 1200, exclusive=False) == 1
+    assert redis_conn.lrange(queue_key, 0, -1) == [first.id.encode()]
+    assert redis_conn.exists(REQUEUE_GUARD_KEY.format(first.id))
 
 
 def test_a_dead_job_releases_its_key_by_default(run_burst, redis_conn):

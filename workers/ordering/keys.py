@@ -106,9 +106,13 @@ end
 """
 
 # Put the holder back on its queue if it is still the holder, still in the state the
-# watchdog saw, and (when "queued") really in no queue or intermediate list.
-# KEYS: holder, keys zset, event stream, job hash, queue list, intermediate list, suspect hash
-# ARGV: job id, key, now (epoch), enqueued_at (RQ text), expected status
+# watchdog saw, (when "queued") really in no queue or intermediate list, and no other
+# watchdog put it back a moment ago (the job's requeue guard, which lost_jobs_requeue and a
+# worker's put-back take too: a job popped again meanwhile, between LPOP and "started",
+# looks lost here once more, and two put-backs ran it twice).
+# KEYS: holder, keys zset, event stream, job hash, queue list, intermediate list, suspect
+# hash, the job's requeue guard
+# ARGV: job id, key, now (epoch), enqueued_at (RQ text), expected status, guard seconds
 _REDRIVE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0
@@ -118,6 +122,9 @@ if f[1] ~= ARGV[5] or not f[2] then
     return 0
 end
 if f[1] == 'queued' and (redis.call('LPOS', KEYS[5], ARGV[1]) or redis.call('LPOS', KEYS[6], ARGV[1])) then
+    return 0
+end
+if not redis.call('SET', KEYS[8], 1, 'NX', 'EX', tonumber(ARGV[6])) then
     return 0
 end
 redis.call('HDEL', KEYS[7], ARGV[2])

@@ -15,7 +15,14 @@ from rq.rate_limit import RateLimitRegistry
 from rq.utils import now, utcformat
 
 from ..conf import setting
-from ..redis import KEYS_SUSPECT_HASH, KEYS_WATCHDOG_LOCK, KEYS_ZSET, STREAM_KEY
+from ..redis import (
+    KEYS_SUSPECT_HASH,
+    KEYS_WATCHDOG_LOCK,
+    KEYS_ZSET,
+    REQUEUE_GUARD_KEY,
+    REQUEUE_GUARD_SECONDS,
+    STREAM_KEY,
+)
 from ..redis import connection as redis_connection
 from .keys import QUEUE_PREFIX, _scripts, blocks_on_dead, holder_key, key_release, waiting_key
 
@@ -174,7 +181,8 @@ def _redrive(connection: Redis, state: KeyState, action: str) -> bool:
                 queue_key,
                 f"{queue_key}:intermediate",
                 KEYS_SUSPECT_HASH,
+                REQUEUE_GUARD_KEY.format(state.holder),
             ],
-            args=[state.holder, state.key, time.time(), utcformat(now()), state.holder_status],
+            args=[state.holder, state.key, time.time(), utcformat(now()), state.holder_status, REQUEUE_GUARD_SECONDS],
         )
     )

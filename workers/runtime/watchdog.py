@@ -24,7 +24,7 @@ from rq.worker import BaseWorker
 
 from .. import events
 from ..conf import setting
-from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, VANISHED_KEY, WATCHDOG_ORPHAN_KEY
+from ..redis import LOST_KEY, REQUEUE_GUARD_KEY, REQUEUE_GUARD_SECONDS, VANISHED_KEY, WATCHDOG_ORPHAN_KEY
 from ..rq.claims import claim_revoke
 from ..rq.job import TrackedJob
 from ..rq.retry import retry_decision
@@ -90,6 +90,8 @@ def _unstarted_requeue(
         return 0
     if not connection.set(WATCHDOG_ORPHAN_KEY.format(job.id, f"unstarted:{execution_id}"), 1, nx=True, ex=300):
         return 0
+    if not connection.set(REQUEUE_GUARD_KEY.format(job.id), 1, nx=True, ex=REQUEUE_GUARD_SECONDS):
+        return 0  # put back a moment ago by another watchdog
     log.warning("job %s: worker %s died before starting it; putting it back", job.id, worker)
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
@@ -144,7 +146,7 @@ def lost_jobs_requeue(connection: Redis, *, older_than: float | None = None, lim
         # First sighting: remember it; act only if it is still nowhere next round.
         if connection.set(LOST_KEY.format(job_id), 1, nx=True, ex=600):
             continue
-        if not connection.set(REQUEUE_GUARD_KEY.format(job_id), 1, nx=True, ex=60):
+        if not connection.set(REQUEUE_GUARD_KEY.format(job_id), 1, nx=True, ex=REQUEUE_GUARD_SECONDS):
             continue  # another watchdog is putting it back
         try:
             job = TrackedJob.fetch(job_id, connection=connection)

@@ -37,6 +37,7 @@ from ..redis import (
     META_RUN_BASE,
     REDIS_DOWN,
     REQUEUE_GUARD_KEY,
+    REQUEUE_GUARD_SECONDS,
     RedisOutage,
     backoff,
     raise_if_failing_over,
@@ -537,7 +538,7 @@ class TrackingMixin:
         connection = self.connection  # type: ignore[attr-defined]
         if connection.lpos(queue.key, job.id) is not None:
             return
-        if not connection.set(REQUEUE_GUARD_KEY.format(job.id), 1, nx=True, ex=60):
+        if not connection.set(REQUEUE_GUARD_KEY.format(job.id), 1, nx=True, ex=REQUEUE_GUARD_SECONDS):
             return
         self.log.warning("Worker %s: job %s never started; putting it back in its queue", self.name, job.id)  # type: ignore[attr-defined]
         with connection.pipeline() as pipe:
