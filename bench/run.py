@@ -1,6 +1,6 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
-``python -m bench.run [--merge] [enqueue enqueue_wait roundtrips throughput prefork ordering
+``python -m bench.run [--merge] [enqueue enqueue_wait roundtrips throughput ordering
 pageviews apply pages]`` (default: all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at
 a redis-server of its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh
 PostgreSQL database, both emptied freely here. With ``--merge`` the results replace those
@@ -35,7 +35,6 @@ ITEMS = {
     "enqueue_wait": ("enqueue latency ENQUEUE_WAIT 1 replica/none", "<= 1.5"),
     "roundtrips": ("Redis round trips per job tracked - bare", "<= 1"),
     "throughput": ("throughput", ">= 0.90"),
-    "prefork": ("throughput prefork tracked/bare Worker (forking)", ">= 3"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE", ">= 20"),
     "apply": ("recorder apply rate with/without search indexes and status-count triggers", ">= 0.90"),

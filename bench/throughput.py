@@ -22,8 +22,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from redis import Redis
@@ -84,14 +82,7 @@ def _round(connection: Redis, worker_class: type[Worker], count: int, recorder: 
 
 
 def _pair(
-    connection: Redis,
-    label: str,
-    classes: tuple[type[Worker], type[Worker]],
-    count: int,
-    recorder: str,
-    *,
-    name: str | None = None,
-    target: str = ">= 0.90",
+    connection: Redis, label: str, classes: tuple[type[Worker], type[Worker]], count: int, recorder: str
 ) -> Result:
     half = count // 2
     seconds = {"bare": 0.0, "tracked": 0.0}
@@ -104,9 +95,9 @@ def _pair(
         log(f"throughput {label} ({recorder}): {side} {rate:.0f} jobs/s")
     bare_rate, tracked_rate = 2 * half / seconds["bare"], 2 * half / seconds["tracked"]
     return Result(
-        name=name or f"throughput tracked/bare, {label}, {recorder}",
+        name=f"throughput tracked/bare, {label}, {recorder}",
         ratio=tracked_rate / bare_rate,
-        target=target,
+        target=">= 0.90",
         detail={
             "jobs_each_side": 2 * half,
             "bare_jobs_per_s": round(bare_rate, 1),
@@ -123,16 +114,6 @@ def run(connection: Redis) -> list[Result]:
     simple = (SimpleWorker, TrackingSimpleWorker)
     forking = (Worker, TrackingWorker)
     results = [_pair(connection, "SimpleWorker", simple, count, THREAD)]
-    with record_events_process():
-        results.append(_pair(connection, "SimpleWorker", simple, count, PROCESS))
-        results.append(_pair(connection, "Worker (forking)", forking, count, PROCESS))
-    connection.flushdb()
-    return results
-
-
-@contextmanager
-def record_events_process() -> Iterator[None]:
-    """`manage.py record_events` running beside the workers of the block."""
     recorder = subprocess.Popen(
         [sys.executable, "manage.py", "record_events"],
         cwd=ROOT,
@@ -141,7 +122,10 @@ def record_events_process() -> Iterator[None]:
         env=os.environ.copy(),
     )
     try:
-        yield
+        results.append(_pair(connection, "SimpleWorker", simple, count, PROCESS))
+        results.append(_pair(connection, "Worker (forking)", forking, count, PROCESS))
     finally:
         recorder.send_signal(signal.SIGTERM)
         recorder.wait(timeout=30)
+    connection.flushdb()
+    return results

@@ -215,26 +215,3 @@ def run_counted(name: str, seconds: float = 0.0, fail_runs: int = 0) -> str:
     if runs <= fail_runs:
         raise ConnectionError(f"{name}: transient failure on run {runs} of {fail_runs}")
     return f"{name} ran {runs} time(s)"
-
-
-def horse_pid() -> int:
-    """The process id running it: which work horse ran a job."""
-    return os.getpid()
-
-
-def crash(how: str) -> None:
-    """Ends its process mid-job without a word: ``exit`` (os._exit) or ``segfault``."""
-    if how == "exit":
-        os._exit(3)
-    import ctypes
-
-    ctypes.string_at(0)  # reads address 0: SIGSEGV
-
-
-def database_session() -> int:
-    """The PostgreSQL backend serving this job's database connection."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])

@@ -163,17 +163,6 @@ def connection_reset() -> None:
         _cached = None
 
 
-def _after_fork_in_child() -> None:
-    # A fork copies _lock as it is: held by another thread of the parent (making its
-    # client) at that moment, it would stay held in the child by a thread the child does
-    # not have, and the child's first connection() would hang for good.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def replicas_wait(client: Redis, *, replicas: int, timeout_ms: int) -> int:
     """How many replicas have everything written before this call, waiting at most
     ``timeout_ms`` for ``replicas`` of them (Redis WAIT).

@@ -68,12 +68,7 @@ def effect_table(transactional_db):
         cursor.execute(f"DROP TABLE {CHAOS_TABLE}")
 
 
-# The fork-once worker (--prefork) too: its horse lives across jobs, so a killed horse
-# often dies between jobs, and its worker must fork another before the next one.
-@pytest.mark.parametrize("extra", [(), ("--prefork", "--horse-max-jobs", "50")], ids=["forking", "prefork"])
-def test_no_job_is_lost_while_workers_and_horses_are_killed(
-    start_worker, effect_table, redis_conn: Redis, capsys, extra
-):
+def test_no_job_is_lost_while_workers_and_horses_are_killed(start_worker, effect_table, redis_conn: Redis, capsys):
     rng = random.Random(7)
     tokens: list[str] = []
     failing: set[str] = set()
@@ -95,7 +90,7 @@ def test_no_job_is_lost_while_workers_and_horses_are_killed(
             job_ids[job.id] = token
 
     add_jobs(JOBS)
-    workers = [start_worker(extra=extra) for _ in range(WORKERS)]
+    workers = [start_worker() for _ in range(WORKERS)]
     kills: Counter[str] = Counter()
 
     def queued() -> int:
@@ -134,7 +129,7 @@ def test_no_job_is_lost_while_workers_and_horses_are_killed(
         _sigkill(_tree(worker.pid))
         worker.process.wait(timeout=10)
         kills["whole worker"] += 1
-        workers[victim] = start_worker(extra=extra)
+        workers[victim] = start_worker()
 
     assert storm_had_its_kills(), f"the storm was too mild: {dict(kills)}"
 
@@ -173,8 +168,7 @@ def test_no_job_is_lost_while_workers_and_horses_are_killed(
     crash_errors = JobError.objects.filter(exc_type="WorkerDied").count()
     with capsys.disabled():  # the counts belong in every run's output, not only with -s
         print(
-            f"\nchaos ({' '.join(extra) or 'forking'}): {len(job_ids)} jobs, {WORKERS} workers, "
-            f"kills {dict(kills)}; statuses {dict(statuses)}; "
+            f"\nchaos: {len(job_ids)} jobs, {WORKERS} workers, kills {dict(kills)}; statuses {dict(statuses)}; "
             f"dead by reason {dict(reasons)}; WorkerDied attempts {crash_errors}; "
             f"jobs that ran more than once {sum(1 for n in runs.values() if n > 1)}; "
             f"executions {sum(runs.values())}; effect rows {len(effects)}; "

@@ -98,9 +98,9 @@ def test_processes_started_while_redis_is_down_wait_for_it(own_redis, start_work
 
 
 @WITH_DATA_OR_EMPTY
-@pytest.mark.parametrize("kind", ["forking", "simple", "prefork"])
-def test_an_outage_while_a_job_runs(own_redis, start_worker, tmp_path, kind, empty):
-    worker = start_worker(simple=kind == "simple", extra=("--prefork",) if kind == "prefork" else ())
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_an_outage_while_a_job_runs(own_redis, start_worker, tmp_path, simple, empty):
+    worker = start_worker(simple=simple)
     cue = str(tmp_path / "job")
     job = enqueue("tests.faults.outagefuncs.hold", cue)
     wait_for(lambda: Path(f"{cue}.running").exists(), timeout=60)
@@ -154,9 +154,8 @@ def test_an_outage_between_popping_a_job_and_starting_it(own_redis, run_burst, e
 
 
 @WITH_DATA_OR_EMPTY
-@pytest.mark.parametrize("kind", ["forking", "prefork"])  # prefork: its idle horse's client too
-def test_an_outage_between_jobs(own_redis, start_worker, kind, empty):
-    worker = start_worker(extra=("--prefork",) if kind == "prefork" else ())
+def test_an_outage_between_jobs(own_redis, start_worker, empty):
+    worker = start_worker()
     first = enqueue("tests.jobfuncs.add", 1, 1)
     _ended(first.id, JobStatus.FINISHED)  # it has run a job and waits for the next
 

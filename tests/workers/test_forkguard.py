@@ -30,12 +30,6 @@ SCENARIO = textwrap.dedent(
     if pid == 0:
         import slow_module
         os._exit(0 if slow_module.VALUE == 42 else 3)
-    """
-)
-# The end of a scenario that forked ``pid``: exits with the child's status, or 9 when the
-# child has not ended within {wait} seconds (it hung).
-CHILD_VERDICT = textwrap.dedent(
-    """
     deadline = time.monotonic() + {wait}
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -51,7 +45,7 @@ CHILD_VERDICT = textwrap.dedent(
 
 def _run(tmp_path: Path, setup: str, wait: float) -> int:
     (tmp_path / "slow_module.py").write_text("import time\ntime.sleep(1.5)\nVALUE = 42\n")
-    script = (SCENARIO + CHILD_VERDICT).format(folder=str(tmp_path), setup=setup, wait=wait)
+    script = SCENARIO.format(folder=str(tmp_path), setup=setup, wait=wait)
     done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], timeout=60)
     return done.returncode
 

@@ -61,9 +61,6 @@ class TrackingMixin:
     """What a jobsite worker adds to RQ's: failure policy, reported outcomes, a companion."""
 
     run_recorder = True
-    # A horse that exits after its job closes its database connections there; one that runs
-    # job after job (workers/runtime/prefork.py) keeps them between jobs as a worker does.
-    horse_runs_one_job = True
     connection: Any  # RQ's; swapped for a FencedRedis while an outcome is written
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -642,12 +639,12 @@ class TrackingMixin:
                 self.log.exception("Worker %s: work horse of job %s failed outside the job", self.name, job.id)  # type: ignore[attr-defined]
             raise
         finally:
-            if self.is_horse and self.horse_runs_one_job:  # type: ignore[attr-defined]
+            if self.is_horse:  # type: ignore[attr-defined]
                 connections.close_all()
+                if self._jobsite_dropped is not None and self._jobsite_dropped == self._jobsite_claim:
+                    os._exit(CLAIM_LOST_EXIT)  # RQ's horse would exit 0 here: tell the worker
             else:
                 close_old_connections()
-            if self.is_horse and self._jobsite_dropped is not None and self._jobsite_dropped == self._jobsite_claim:  # type: ignore[attr-defined]
-                os._exit(CLAIM_LOST_EXIT)  # RQ's horse would exit 0 here: tell the worker
 
     def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
         # A worker started while Redis is away waits for it instead of exiting.

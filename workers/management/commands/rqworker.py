@@ -37,25 +37,6 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
             action="store_true",
             help="Run jobs in the worker process itself (SimpleWorker) instead of a forked work horse.",
         )
-        parser.add_argument(
-            "--prefork",
-            action="store_true",
-            help="Fork a work horse once and run job after job in it, instead of a horse per job.",
-        )
-        parser.add_argument(
-            "--horse-max-jobs",
-            type=int,
-            default=None,
-            metavar="N",
-            help="With --prefork: replace the horse after N jobs (default 1000).",
-        )
-        parser.add_argument(
-            "--horse-max-rss",
-            type=int,
-            default=None,
-            metavar="MB",
-            help="With --prefork: replace the horse after a job that left it above MB of resident memory.",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from workers.conf import queue_names
@@ -71,7 +52,6 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
         if not args:
             args = tuple(configured)  # all queues, in priority order
         options["with_scheduler"] = not options["without_scheduler"]
-        _prefork(options)
         if options["simple"] and not options.get("worker_class"):
             options["worker_class"] = "workers.runtime.worker.TrackingSimpleWorker"
         if options["no_recorder"]:
@@ -125,31 +105,6 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
         except RedisConnectionError as exc:
             self.stderr.write(str(exc))
             sys.exit(1)
-
-
-def _prefork(options: dict[str, Any]) -> None:
-    """--prefork and its horse options: checked, then set on the prefork worker class (as
-    --no-recorder sets the worker's)."""
-    bounds = {
-        flag: options[key]
-        for key, flag in (("horse_max_jobs", "--horse-max-jobs"), ("horse_max_rss", "--horse-max-rss"))
-    }
-    given = [flag for flag, value in bounds.items() if value is not None]
-    if not options["prefork"]:
-        if given:
-            raise usage_error(f"{', '.join(given)} only applies with --prefork")
-        return
-    if options["simple"] or options.get("worker_class"):
-        raise usage_error("--prefork runs its own worker class: not with --simple or --worker-class")
-    bad = [f"{flag} {value}" for flag, value in bounds.items() if value is not None and value < 1]
-    if bad:
-        raise usage_error(f"{', '.join(bad)}: must be at least 1")
-    from workers.runtime.prefork import PreforkWorker
-
-    if options["horse_max_jobs"] is not None:
-        PreforkWorker.horse_max_jobs = options["horse_max_jobs"]
-    PreforkWorker.horse_max_rss = options["horse_max_rss"]
-    options["worker_class"] = "workers.runtime.prefork.PreforkWorker"
 
 
 # Options naming a class by its dotted path, and the class it must be (or extend).
