@@ -42,7 +42,8 @@ class OwnRedis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir),
+             "--enable-debug-command", "local"],  # DEBUG SLEEP: a server that stops answering
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for(self._answers, timeout=10)

@@ -21,7 +21,11 @@ import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
+from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq.suspension import resume, suspend
 
 from tests.conftest import WORKER_APPNAME, database_url, process_alive, scheduler_pid, wait_for
@@ -31,8 +35,10 @@ from workers.events import LOST_REASON
 from workers.models import CatchUp, JobError, JobMetricTotal, JobRecord, JobStatus, Schedule, ScheduleRun
 from workers.recording.consumer import drain
 from workers.redis import SCHEDULER_HEARTBEAT_KEY, STREAM_GROUP, STREAM_KEY
+from workers.rq.job import TrackedJob
+from workers.rq.queue import TrackedQueue
 from workers.runtime.liveness import live_workers
-from workers.runtime.worker import TrackingSimpleWorker
+from workers.runtime.worker import TrackingSimpleWorker, TrackingWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -151,6 +157,101 @@ def test_an_outage_between_popping_a_job_and_starting_it(own_redis, run_burst, e
         run_burst()
         record = JobRecord.objects.get(job_id=job.id)
         assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 1, "5")
+
+
+class _OutageAtStart:
+    """Worker classes whose job meets its outage after the execution is registered, right
+    before the job is marked `started` (in the work horse, or the simple worker itself)."""
+
+    def __init__(self, own_redis, moment: str) -> None:
+        self.own_redis, self.moment = own_redis, moment
+        self.restart: threading.Timer | None = None
+        self.begun = False
+
+    def begin(self) -> None:
+        if self.begun:
+            return  # the first job's start only
+        self.begun = True
+        if self.moment == "reply-lost":
+            # The server stops answering past the client's timeouts and retries, then runs
+            # what it was sent: the start reaches Redis, its reply never reaches the worker.
+            threading.Thread(target=self._sleep, args=(14,), daemon=True).start()
+            probe = Redis.from_url(self.own_redis.url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+            wait_for(lambda: _asleep(probe), timeout=10)
+        else:
+            # Away for longer than the client's own retries: the start never reaches Redis.
+            self.own_redis.stop(wipe=self.moment == "empty")
+            self.restart = threading.Timer(10, self.own_redis.start)
+            self.restart.start()
+
+    def _sleep(self, seconds: int) -> None:
+        client = Redis.from_url(self.own_redis.url, socket_timeout=seconds + 10, retry=Retry(NoBackoff(), 0))
+        client.execute_command("DEBUG", "SLEEP", seconds)
+
+    def worker(self, simple: bool, name: str):
+        outage = self
+
+        class Simple(TrackingSimpleWorker):
+            def prepare_execution(self, job):
+                execution = super().prepare_execution(job)
+                outage.begin()
+                return execution
+
+        class Forking(TrackingWorker):
+            def fork_work_horse(self, job, queue):
+                outage.begin()
+                super().fork_work_horse(job, queue)
+
+        # Short timeouts, so that the client's own retries are spent within the outage.
+        connection = Redis.from_url(self.own_redis.url, socket_timeout=1, socket_connect_timeout=1)
+        return (Simple if simple else Forking)(
+            ["high", "default", "low"], connection=connection, name=name, job_class=TrackedJob, queue_class=TrackedQueue
+        )
+
+
+def _asleep(probe) -> bool:
+    try:
+        probe.ping()
+    except RedisTimeoutError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("moment", ["reply-lost", "refused", "empty"])
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_an_outage_as_the_job_is_started(own_redis, simple, moment):
+    """Redis goes away as the worker marks the job `started`, before it runs: that is no
+    failed attempt (before, RQ recorded one, the outage's error for the job's). Whether the
+    start reached Redis (its reply lost) or not, the job runs once, in one attempt; back
+    without its data, it is recorded lost; and the worker goes on."""
+    job = enqueue("tests.jobfuncs.add", 2, 3)
+    drain()
+    outage = _OutageAtStart(own_redis, moment)
+    worker = outage.worker(simple, name=f"start-{moment}-{'simple' if simple else 'forking'}")
+    redis = own_redis.client()
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == job.id
+
+    worker.execute_job(popped, queue)  # in the main thread: RQ's timeouts are signals
+    if outage.restart is not None:
+        outage.restart.join()
+
+    assert not worker.executions
+    drain()
+    record = JobRecord.objects.get(job_id=job.id)
+    if moment == "empty":
+        _lost(record)
+        assert record.attempts == 1
+    else:
+        assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 1, "5")
+        assert not record.errors.exists()
+        assert (redis.llen(queue.key), redis.zcard(queue.started_job_registry.key)) == (0, 0)
+    follow = enqueue("tests.jobfuncs.add", 20, 22)
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == follow.id
+    worker.execute_job(popped, queue)
+    drain()
+    assert _ended(follow.id, JobStatus.FINISHED).result_repr == "42"
 
 
 @WITH_DATA_OR_EMPTY

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A work horse whose outcome was dropped (its claim taken) exits with this status.
 CLAIM_LOST_EXIT = 75
+# A work horse that could not start its job (Redis went away as it marked it `started`, and
+# the job is not that): no attempt was made, and its worker puts the job back.
+NOT_STARTED_EXIT = 76
 
 
 class TrackingMixin:
@@ -74,6 +77,9 @@ class TrackingMixin:
         self._jobsite_execution: Any = None
         self._jobsite_attempt = 0  # the attempt execute_job is starting
         self._jobsite_horse_status: int | None = None
+        # The job whose start reached Redis (perform_job), and why the last one did not start.
+        self._jobsite_prepared: Job | None = None
+        self._jobsite_not_started: str | None = None
         # The claim of the attempt this worker runs now (workers/rq/claims.py), the claim
         # whose dropped outcome was logged, and why the worker must register again before
         # it takes another job (set by the companion: the worker was presumed dead).
@@ -100,7 +106,8 @@ class TrackingMixin:
                 self._jobsite_sleep(backoff(failures))
                 continue
             self._jobsite_outage.ended()
-            if self._jobsite_check_registration and self._jobsite_registered:
+            # A work horse leaves registering to its worker, which waits out the same outage.
+            if self._jobsite_check_registration and self._jobsite_registered and not self.is_horse:  # type: ignore[attr-defined]
                 self._jobsite_register_again()
             return result
 
@@ -463,6 +470,7 @@ class TrackingMixin:
         attempt = int(getattr(job, "attempt", 0)) + 1  # the horse counts it in its own copy
         outages = self._jobsite_outage.count
         self._jobsite_execution = self._jobsite_horse_status = None
+        self._jobsite_prepared = self._jobsite_not_started = None
         self._jobsite_attempt = attempt
         try:
             self._jobsite_execute(job, queue, attempt, outages)
@@ -480,9 +488,11 @@ class TrackingMixin:
             self._jobsite_outage.began(exc)
             reason = f"RedisConnectionLost: Redis became unreachable while the job ran ({exc})"
         else:
-            if self._jobsite_outage.count == outages and not self._jobsite_horse_status:
+            if self._jobsite_not_started:
+                reason = f"not started: {self._jobsite_not_started}"
+            elif self._jobsite_outage.count == outages and not self._jobsite_horse_status:
                 return  # the usual case: the attempt's outcome is in Redis
-            if self._jobsite_outage.count == outages:
+            elif self._jobsite_outage.count == outages:
                 # The horse died and RQ has failed the attempt, unless the job's hash is gone.
                 reason = f"Work-horse terminated unexpectedly; waitpid returned {self._jobsite_horse_status}; "
             else:
@@ -587,6 +597,60 @@ class TrackingMixin:
             self.log.warning("Worker %s: job %s attempt %s is claimed by %s", self.name, job.id, claim.attempt, held)  # type: ignore[attr-defined]
         return execution
 
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if self._jobsite_prepared is not job:  # perform_job has done it (_jobsite_start)
+            super().prepare_job_execution(job, remove_from_intermediate_queue)  # type: ignore[misc]
+
+    def _jobsite_start(self, job: Job) -> bool:
+        """RQ's ``prepare_job_execution`` (the job marked `started`, its attempt counted),
+        done before RQ's ``perform_job``, which fails the attempt on any error in it: a Redis
+        error there is no failure of the job, which has not run.
+
+        Redis away as the start is sent, the horse waits for it, then reads the job: the
+        start reached Redis before the connection failed (a timeout on the reply), and the
+        job runs; it did not, and the start is sent again (the same values: the transaction
+        is idempotent, so one that reaches Redis late changes nothing). The job no longer
+        waiting for this worker (its hash gone with Redis's data, canceled, taken by a
+        watchdog), or a stop asked for meanwhile: it does not run (False), and its worker
+        settles it as never started (``_jobsite_attempt_end``)."""
+        remove_from_intermediate_queue = len(self.queues) == 1  # type: ignore[attr-defined]
+        meta = dict(job.meta)  # the start counts the attempt in it
+        while True:
+            try:
+                super().prepare_job_execution(job, remove_from_intermediate_queue)  # type: ignore[misc]
+                break
+            except REDIS_DOWN as exc:
+                self._jobsite_outage.began(exc)
+                job.meta = dict(meta)
+            try:
+                state = self._jobsite_until_redis_answers(self._jobsite_start_state, job)
+            except StopRequested:
+                state = "a stop was requested while Redis was away"
+            if state == "started":
+                break
+            if state != "queued":
+                self.log.warning("Worker %s: job %s not started: %s", self.name, job.id, state)  # type: ignore[attr-defined]
+                if self.is_horse:  # type: ignore[attr-defined]
+                    connections.close_all()
+                    os._exit(NOT_STARTED_EXIT)  # its worker reads the job and settles it
+                self._jobsite_not_started = state
+                return False
+        self._jobsite_prepared = job
+        return True
+
+    def _jobsite_start_state(self, job: Job) -> str:
+        """Where the job stands after a start that met a Redis outage: ``started`` (by this
+        worker: the start reached Redis), ``queued`` (it did not) or why it may not start."""
+        status, worker, data = self.connection.hmget(job.key, "status", "worker_name", "data")  # type: ignore[attr-defined]
+        if data is None:
+            return "its hash is gone (Redis came back without its data)"
+        state = (status or b"").decode(errors="replace")
+        if state == RQStatus.STARTED.value and (worker or b"").decode(errors="replace") != self.name:  # type: ignore[attr-defined]
+            return f"started by {(worker or b'').decode(errors='replace')} meanwhile"
+        if state in (RQStatus.STARTED.value, RQStatus.QUEUED.value):
+            return state
+        return f"it is {state or 'without a status'} now"
+
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """A cold stop (a second SIGTERM/SIGINT): RQ kills the work horse and exits, leaving
         the job `started` for a watchdog or RQ's cleanup to find much later, and judged by
@@ -632,6 +696,8 @@ class TrackingMixin:
         try:
             # A job is a unit of work like a request: no stale connection goes in or out.
             close_old_connections()
+            if not self._jobsite_start(job):
+                return False
             return super().perform_job(job, queue, execution)  # type: ignore[misc]
         except BaseException:
             if self.is_horse:  # type: ignore[attr-defined]
@@ -666,6 +732,10 @@ class TrackingWorker(TrackingMixin, Worker):  # type: ignore[misc]
         if status and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLAIM_LOST_EXIT and self._jobsite_claim:
             self._jobsite_drop(self._jobsite_claim, None)
             status = 0  # the horse ended as it should: nothing of its attempt is left to do
+        elif status and os.WIFEXITED(status) and os.WEXITSTATUS(status) == NOT_STARTED_EXIT:
+            # No attempt was made: not RQ's to fail; execute_job settles the job.
+            self._jobsite_not_started = "its work horse could not start it"
+            status = 0
         self._jobsite_horse_status = status  # not 0: the horse died; execute_job checks the attempt
         return pid, status, rusage
 
