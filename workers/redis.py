@@ -6,6 +6,7 @@ part of jobsite reads or writes is spelled here, once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -14,7 +15,7 @@ import time
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, ReadOnlyError, ResponseError
+from redis.exceptions import MasterDownError, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -182,6 +183,25 @@ def replicas_wait(client: Redis, *, replicas: int, timeout_ms: int) -> int:
 # replica not yet promoted refuses writes; one loading its data answers LOADING, which
 # redis-py raises as a ConnectionError.) Any other error is a bug or bad input, not an outage.
 REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, MasterDownError)
+
+
+class LuaScript:
+    """A Lua script sent by its SHA1 (EVALSHA), and in full (EVAL, which also loads it) only
+    when Redis does not know it yet: after a restart, a fail-over, or on first use.
+
+    For calls on a connection. In a transaction keep ``eval``: a NOSCRIPT there cannot be
+    answered by sending the script again, and redis-py's own ``Script`` makes a pipeline
+    ask SCRIPT EXISTS first, a round trip more."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, connection: Redis, keys: list[str], args: list[str]) -> object:
+        try:
+            return connection.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            return connection.eval(self.source, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 def raise_if_failing_over(exc: ResponseError) -> None:

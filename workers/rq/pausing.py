@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
-from ..redis import PAUSED_KEY
+from ..redis import PAUSED_KEY, LuaScript
 
 # A blocking dequeue wakes this often to notice a pause or a resume.
 PAUSE_POLL_SECONDS = 2
@@ -25,7 +25,7 @@ PAUSE_POLL_SECONDS = 2
 # KEYS: the paused-queues hash, each queue's key in the worker's order, then (LMOVE mode,
 # RQ's way with one queue) its intermediate list. ARGV: each queue's name, in that order.
 # Returns {queue key, job id} of the first job of the first queue not paused, or nil.
-_POP_UNPAUSED = """
+_POP_UNPAUSED = LuaScript("""
 local queues = #ARGV
 local intermediate = KEYS[queues + 2]
 for i = 1, queues do
@@ -40,7 +40,7 @@ for i = 1, queues do
   end
 end
 return false
-"""
+""")
 
 
 def paused_queues(connection: Redis) -> dict[str, datetime | None]:
@@ -75,8 +75,8 @@ def pop_unpaused(
     ``intermediate``: RQ's intermediate list of a worker's one queue, which the job moves
     to (LMOVE) as RQ's own dequeue does; None pops (LPOP) as RQ does from several queues."""
     keys = [PAUSED_KEY, *(key for _name, key in queues), *([intermediate] if intermediate else [])]
-    popped = connection.eval(_POP_UNPAUSED, len(keys), *keys, *(name for name, _key in queues))  # type: ignore[no-untyped-call]
+    popped: list[bytes] | None = _POP_UNPAUSED(connection, keys, [name for name, _key in queues])  # type: ignore[assignment]
     if not popped:
         return None
-    queue_key, job_id = popped  # type: ignore[misc]
+    queue_key, job_id = popped
     return queue_key.decode(), job_id.decode()
