@@ -36,7 +36,7 @@ test: install
 bench: install
 	./scripts/bench.sh
 
-## bench-scale: pages and searches with 10M records (COPY, ~20 min); adds to bench/results.json
+## bench-scale: only the pages and searches with 10M records (COPY, ~5 min); adds to bench/results.json
 bench-scale: install
 	BENCH_RECORDS=$${BENCH_RECORDS:-10000000} ./scripts/bench.sh --merge pages
 
