@@ -163,6 +163,8 @@ class _OutageAtStart:
     """Worker classes whose job meets its outage after the execution is registered, right
     before the job is marked `started` (in the work horse, or the simple worker itself)."""
 
+    SLEEP = 15  # s: longer than the worker's socket timeout
+
     def __init__(self, own_redis, moment: str) -> None:
         self.own_redis, self.moment = own_redis, moment
         self.restart: threading.Timer | None = None
@@ -173,15 +175,15 @@ class _OutageAtStart:
             return  # the first job's start only
         self.begun = True
         if self.moment == "reply-lost":
-            # The server stops answering past the client's timeouts and retries, then runs
+            # The server stops answering past the worker's socket timeout, then runs
             # what it was sent: the start reaches Redis, its reply never reaches the worker.
-            threading.Thread(target=self._sleep, args=(14,), daemon=True).start()
+            threading.Thread(target=self._sleep, args=(self.SLEEP,), daemon=True).start()
             probe = Redis.from_url(self.own_redis.url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
             wait_for(lambda: _asleep(probe), timeout=10)
         else:
-            # Away for longer than the client's own retries: the start never reaches Redis.
+            # Away: the start never reaches Redis.
             self.own_redis.stop(wipe=self.moment == "empty")
-            self.restart = threading.Timer(10, self.own_redis.start)
+            self.restart = threading.Timer(6, self.own_redis.start)
             self.restart.start()
 
     def _sleep(self, seconds: int) -> None:
@@ -202,11 +204,18 @@ class _OutageAtStart:
                 outage.begin()
                 super().fork_work_horse(job, queue)
 
-        # Short timeouts, so that the client's own retries are spent within the outage.
-        connection = Redis.from_url(self.own_redis.url, socket_timeout=1, socket_connect_timeout=1)
-        return (Simple if simple else Forking)(
+        # No retries of the client's own (redis-py's default backs off at random, up to 14 s
+        # in all), so that the start fails at its first timeout and the worker's handling is
+        # what the test sees. RQ raises the socket timeout to the dequeue's + 10 s (12 s).
+        connection = Redis.from_url(
+            self.own_redis.url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        worker = (Simple if simple else Forking)(
             ["high", "default", "low"], connection=connection, name=name, job_class=TrackedJob, queue_class=TrackedQueue
         )
+        kwargs = worker.connection.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] < self.SLEEP and kwargs["retry"].get_retries() == 0
+        return worker
 
 
 def _asleep(probe) -> bool:
