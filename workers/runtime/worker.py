@@ -612,7 +612,8 @@ class TrackingMixin:
         is idempotent, so one that reaches Redis late changes nothing). The job no longer
         waiting for this worker (its hash gone with Redis's data, canceled, taken by a
         watchdog), or a stop asked for meanwhile: it does not run (False), and its worker
-        settles it as never started (``_jobsite_attempt_end``)."""
+        settles it as never started (``_jobsite_attempt_end``). Any other error is left to
+        RQ's ``perform_job``, which records it as the attempt's failure."""
         remove_from_intermediate_queue = len(self.queues) == 1  # type: ignore[attr-defined]
         meta = dict(job.meta)  # the start counts the attempt in it
         while True:
@@ -622,6 +623,11 @@ class TrackingMixin:
             except REDIS_DOWN as exc:
                 self._jobsite_outage.began(exc)
                 job.meta = dict(meta)
+            except Exception:
+                # Not Redis (a payload that cannot be read, say): RQ's perform_job makes the
+                # start again and fails the attempt with this error, as it always has.
+                job.meta = dict(meta)
+                return True
             try:
                 state = self._jobsite_until_redis_answers(self._jobsite_start_state, job)
             except StopRequested:
