@@ -347,6 +347,9 @@ def test_on_a_phone_the_menu_button_opens_and_closes_the_nav(browser, live_serve
     nav, menu = page.locator("nav[aria-label=Dashboard]"), page.locator("#menu-toggle")
     expect(nav).to_be_hidden()
     expect(menu).to_have_attribute("aria-expanded", "false")
+    # The button works as soon as it is there (a loaded run once clicked it before a deferred
+    # dashboard.js had bound it, and the menu stayed shut): the script is not deferred.
+    assert page.evaluate("document.querySelector('head script[src*=\"dashboard.js\"]').defer") is False
 
     menu.click()
 
