@@ -68,8 +68,10 @@ def test_unpicklable_result_finishes_the_job_with_its_repr(run_burst):
 def test_undeserializable_payload_is_recorded_not_lost(run_burst):
     # A producer on another serializer (or a corrupted payload): the worker cannot even
     # read the function name; the job must still end with its reason written.
+    before = enqueue("tests.jobfuncs.add", 10, 1)
     job = Queue("default", connection=redis_connection()).enqueue("tests.jobfuncs.add", 1, 2)
     redis_connection().hset(f"rq:job:{job.id}", "data", b"\x80\x05not a pickle")
+    after = enqueue("tests.jobfuncs.add", 20, 2)
 
     run_burst()
 
@@ -77,6 +79,12 @@ def test_undeserializable_payload_is_recorded_not_lost(run_burst):
     assert record.status == JobStatus.DEAD  # a plain-RQ job without Retry: failed once, as RQ does
     error = record.errors.get()
     assert error.exc_type.endswith("DeserializationError") or "pickle" in error.message.lower(), error.message
+    # The good jobs on either side of it run as usual, in the same worker.
+    for good, result in ((before, "11"), (after, "22")):
+        assert (JobRecord.objects.get(job_id=good.id).status, JobRecord.objects.get(job_id=good.id).result_repr) == (
+            JobStatus.FINISHED,
+            result,
+        )
 
 
 def test_json_serializer_keeps_pickle_out_of_redis(start_worker, settings, monkeypatch):
