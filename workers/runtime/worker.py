@@ -58,6 +58,8 @@ CLAIM_LOST_EXIT = 75
 # A work horse that could not start its job (Redis went away as it marked it `started`, and
 # the job is not that): no attempt was made, and its worker puts the job back.
 NOT_STARTED_EXIT = 76
+# A job whose hash Redis no longer has (it came back without its data).
+GONE = "its hash is gone (Redis came back without its data)"
 
 
 class TrackingMixin:
@@ -522,14 +524,14 @@ class TrackingMixin:
         its queue. Its hash gone (Redis came back without its data), there is nothing left
         to fail or retry: it is recorded lost.
         """
-        status, worker, data = self.connection.hmget(job.key, "status", "worker_name", "data")  # type: ignore[attr-defined]
-        if data is None:
+        standing = self._jobsite_standing(job)
+        if standing == GONE:
             self._jobsite_report_lost(job, attempt)
             return
-        if status == RQStatus.QUEUED.value.encode():
+        if standing == RQStatus.QUEUED.value:
             self._jobsite_put_back(job, queue)
             return
-        if status != RQStatus.STARTED.value.encode() or (worker or b"").decode() != self.name:  # type: ignore[attr-defined]
+        if standing != RQStatus.STARTED.value:
             return  # its outcome reached Redis (or another worker runs it now)
         self.handle_job_failure(
             job, queue, started_job_registry=queue.started_job_registry, exc_string=reason,
@@ -629,7 +631,7 @@ class TrackingMixin:
                 job.meta = dict(meta)
                 return True
             try:
-                state = self._jobsite_until_redis_answers(self._jobsite_start_state, job)
+                state = self._jobsite_until_redis_answers(self._jobsite_standing, job)
             except StopRequested:
                 state = "a stop was requested while Redis was away"
             if state == "started":
@@ -644,15 +646,16 @@ class TrackingMixin:
         self._jobsite_prepared = job
         return True
 
-    def _jobsite_start_state(self, job: Job) -> str:
-        """Where the job stands after a start that met a Redis outage: ``started`` (by this
-        worker: the start reached Redis), ``queued`` (it did not) or why it may not start."""
+    def _jobsite_standing(self, job: Job) -> str:
+        """Where the job stands in Redis after an outage: ``started`` (by this worker),
+        ``queued``, ``GONE`` (its hash lost with Redis's data), or what else it is now."""
         status, worker, data = self.connection.hmget(job.key, "status", "worker_name", "data")  # type: ignore[attr-defined]
         if data is None:
-            return "its hash is gone (Redis came back without its data)"
+            return GONE
         state = (status or b"").decode(errors="replace")
-        if state == RQStatus.STARTED.value and (worker or b"").decode(errors="replace") != self.name:  # type: ignore[attr-defined]
-            return f"started by {(worker or b'').decode(errors='replace')} meanwhile"
+        holder = (worker or b"").decode(errors="replace")
+        if state == RQStatus.STARTED.value and holder != self.name:  # type: ignore[attr-defined]
+            return f"started by {holder} meanwhile"
         if state in (RQStatus.STARTED.value, RQStatus.QUEUED.value):
             return state
         return f"it is {state or 'without a status'} now"
