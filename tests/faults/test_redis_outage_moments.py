@@ -165,8 +165,10 @@ class _OutageAtStart:
 
     SLEEP = 15  # s: longer than the worker's socket timeout
 
-    def __init__(self, own_redis, moment: str) -> None:
+    def __init__(self, own_redis, moment: str, changes: dict | None = None) -> None:
         self.own_redis, self.moment = own_redis, moment
+        self.changes = changes  # written to the job's hash as Redis goes away
+        self.job_key: bytes | None = None
         self.restart: threading.Timer | None = None
         self.begun = False
 
@@ -182,6 +184,8 @@ class _OutageAtStart:
             wait_for(lambda: _asleep(probe), timeout=10)
         else:
             # Away: the start never reaches Redis.
+            if self.changes:  # by another process, or by hand, as Redis goes away
+                self.own_redis.client().hset(self.job_key, mapping=self.changes)
             self.own_redis.stop(wipe=self.moment == "empty")
             self.restart = threading.Timer(6, self.own_redis.start)
             self.restart.start()
@@ -216,6 +220,54 @@ class _OutageAtStart:
         kwargs = worker.connection.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] < self.SLEEP and kwargs["retry"].get_retries() == 0
         return worker
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": "canceled"},
+        {"status": b"\xffwritten by hand"},
+        {"status": "started", "worker_name": "another-host.77"},
+    ],
+    ids=["canceled", "unknown-status", "taken-by-another-worker"],
+)
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_a_job_changed_while_redis_was_away_at_its_start_is_not_run(own_redis, simple, changes, tmp_path):
+    """Redis away as the job is marked `started`, and when it answers again the job is no
+    longer this worker's to run: canceled, taken by another worker, or its status written by
+    hand (one RQ does not know, not even UTF-8). The job does not run, its hash is left as
+    found, this worker's execution of it leaves RQ's started registry, and the worker goes on."""
+    trace = tmp_path / "runs"
+    job = enqueue("tests.jobfuncs.note_run", str(trace))
+    drain()
+    outage = _OutageAtStart(own_redis, "refused", changes=changes)
+    outage.job_key = job.key
+    worker = outage.worker(simple, name=f"changed-{'simple' if simple else 'forking'}")
+    redis = own_redis.client()
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == job.id
+
+    worker.execute_job(popped, queue)
+    outage.restart.join()
+
+    assert not trace.exists()  # it did not run
+    written = {k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in changes.items()}
+    assert {k: redis.hget(job.key, k) for k in written} == written
+    assert not worker.executions
+    assert redis.zcard(queue.started_job_registry.key) == 0
+    assert not redis.smembers(f"rq:worker:{worker.name}:executions")
+    drain()
+    assert JobRecord.objects.get(job_id=job.id).status != JobStatus.FINISHED
+    _runs_the_next_job(worker)
+
+
+def _runs_the_next_job(worker) -> None:
+    follow = enqueue("tests.jobfuncs.add", 20, 22)
+    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert popped.id == follow.id
+    worker.execute_job(popped, queue)
+    drain()
+    assert _ended(follow.id, JobStatus.FINISHED).result_repr == "42"
 
 
 def _asleep(probe) -> bool:
@@ -255,12 +307,7 @@ def test_an_outage_as_the_job_is_started(own_redis, simple, moment):
         assert (record.status, record.attempts, record.result_repr) == (JobStatus.FINISHED, 1, "5")
         assert not record.errors.exists()
         assert (redis.llen(queue.key), redis.zcard(queue.started_job_registry.key)) == (0, 0)
-    follow = enqueue("tests.jobfuncs.add", 20, 22)
-    popped, queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
-    assert popped.id == follow.id
-    worker.execute_job(popped, queue)
-    drain()
-    assert _ended(follow.id, JobStatus.FINISHED).result_repr == "42"
+    _runs_the_next_job(worker)
 
 
 @WITH_DATA_OR_EMPTY

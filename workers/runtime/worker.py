@@ -522,7 +522,7 @@ class TrackingMixin:
         Still `started` under this live worker, nobody else would ever fail it: it fails
         here (and is retried or dead). Still `queued`, it never started: it goes back to
         its queue. Its hash gone (Redis came back without its data), there is nothing left
-        to fail or retry: it is recorded lost.
+        to fail or retry: it is recorded lost. Anything else is no longer this attempt's.
         """
         standing = self._jobsite_standing(job)
         if standing == GONE:
@@ -532,7 +532,14 @@ class TrackingMixin:
             self._jobsite_put_back(job, queue)
             return
         if standing != RQStatus.STARTED.value:
-            return  # its outcome reached Redis (or another worker runs it now)
+            # Its outcome reached Redis, or it is no longer this worker's (canceled, taken
+            # by another worker, a status written by hand): this worker's execution of it,
+            # if RQ has not ended it, must not stay in the started registry.
+            if self._jobsite_execution is not None:
+                with self.connection.pipeline() as pipe:  # type: ignore[attr-defined]
+                    self._jobsite_execution.delete(job=job, pipeline=pipe)
+                    pipe.execute()
+            return
         self.handle_job_failure(
             job, queue, started_job_registry=queue.started_job_registry, exc_string=reason,
             execution=self._jobsite_execution,
