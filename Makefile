@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JOBSITE_RUN_DIR ?= .run
 export JOBSITE_RUN_DIR
 
-.PHONY: install run test bench bench-scale lint clean FORCE
+.PHONY: install run test bench bench-scale bench-peers lint clean FORCE
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,14 @@ bench: install
 bench-scale: install
 	BENCH_RECORDS=$${BENCH_RECORDS:-10000000} ./scripts/bench.sh --merge pages
 
+## bench-peers: jobsite's workers beside bare RQ, Celery, django-q2, procrastinate and django-tasks
+## (their own venvs in .bench-peers/; three workloads, median of 3; ~45 min); adds to bench/results.json
+bench-peers: install
+	./scripts/bench-peers.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .run db.sqlite3*
+	rm -rf $(VENV) .bench-peers .run db.sqlite3*
