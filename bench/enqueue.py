@@ -54,12 +54,13 @@ def run(connection: Redis) -> list[Result]:
         )
     )
     results = []
-    for q, label in ((0.5, "p50"), (0.95, "p95")):
+    # Issue 15 holds the p50 to 1.2x bare; the p95, noisier, keeps the earlier 1.3.
+    for q, label, target in ((0.5, "p50", "<= 1.2"), (0.95, "p95", "<= 1.3")):
         results.append(
             Result(
                 name=f"enqueue latency tracked/bare, {label}",
                 ratio=stats["tracked"][q] / stats["bare"][q],
-                target="<= 1.3",
+                target=target,
                 detail={
                     "bare_ms": round(stats["bare"][q] * 1e3, 3),
                     "tracked_ms": round(stats["tracked"][q] * 1e3, 3),

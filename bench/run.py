@@ -1,11 +1,11 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
 ``python -m bench.run [--merge] [enqueue enqueue_wait roundtrips throughput ordering
-pageviews apply pages]`` (default: all). scripts/bench.sh sets up what this expects: REDIS_URL pointing at
-a redis-server of its own (with a replica, for enqueue_wait) and DATABASE_URL at a fresh
-PostgreSQL database, both emptied freely here. With ``--merge`` the results replace those
-of the same name in bench/results.json and the others stay (`make bench-scale` adds its
-10M figures so).
+pageviews record_lag memory apply pages]`` (default: all). scripts/bench.sh sets up what
+this expects: REDIS_URL pointing at a redis-server of its own (with a replica, for
+enqueue_wait) and DATABASE_URL at a fresh PostgreSQL database, both emptied freely here.
+With ``--merge`` the results replace those of the same name in bench/results.json and the
+others stay (`make bench-scale` adds its 10M figures so).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ ITEMS = {
     "throughput": ("throughput", ">= 0.90"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE: visits/s, statements, p99", ">= 20"),
+    "record_lag": ("finish-to-record latency p95 in ms at 200 jobs/s", "<= 250"),
+    "memory": ("worker memory after 100k jobs / after 1k", "<= 1.10"),
     "apply": ("recorder apply rate with/without search indexes and status-count triggers", ">= 0.90"),
     "pages": ("server time of pages and searches N/10k", "<= 1.5"),
 }
