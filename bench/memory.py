@@ -38,7 +38,7 @@ def run(connection: Redis) -> list[Result]:
         queue.enqueue_many([TrackedQueue.prepare_data("bench.jobs.noop") for _ in range(min(1000, total - start))])
     samples: dict[int, int] = {}
     started = time.monotonic()
-    with rqworkers(connection, 1, "--simple", QUEUE) as (worker,):
+    with rqworkers(connection, ["--simple", QUEUE]) as (worker,):
         finished = JobRecord.objects.filter(status=JobStatus.FINISHED)
         mark = FIRST
         deadline = time.monotonic() + 3600

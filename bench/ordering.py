@@ -9,55 +9,18 @@ do not (ordering not built on this branch), the ratio is reported as not availab
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from redis import Redis
-from rq.worker import Worker
 
 from workers import enqueue
 
 from .common import Result, log, not_available
+from .workerproc import rqworkers
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKERS, KEYS, PER_KEY, WORK = 4, 20, 25, 0.01
 TARGET = ">= 0.8"
 NAME = "ordered/unordered throughput, 4 workers"
-
-
-def _start_workers(connection: Redis) -> list[subprocess.Popen[bytes]]:
-    processes = []
-    for n in range(WORKERS):
-        extra = [] if n == 0 else ["--without-scheduler"]
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "manage.py", "rqworker", "--simple", "--name", f"bench-order-{n}", *extra, "default"],
-                cwd=ROOT,
-                env=os.environ.copy(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    deadline = time.monotonic() + 60
-    while len(Worker.all(connection=connection)) < WORKERS:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the benchmark's workers did not start within 60 s")
-        time.sleep(0.1)
-    return processes
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _run(connection: Redis, keyed: bool, timeout: float) -> tuple[float, int, int]:
@@ -85,17 +48,19 @@ def _run(connection: Redis, keyed: bool, timeout: float) -> tuple[float, int, in
 
 def run(connection: Redis) -> list[Result]:
     connection.flushdb()
-    processes = _start_workers(connection)
+    # RQ's scheduler in one of them is enough.
+    argvs = [["--simple", "--name", f"bench-order-{n}", *([] if n == 0 else ["--without-scheduler"]), "default"]
+             for n in range(WORKERS)]  # fmt: skip
     try:
-        unordered, _, _ = _run(connection, keyed=False, timeout=120)
-        log(f"ordering: unordered {unordered:.0f} jobs/s")
-        try:
-            ordered, overlaps, out_of_order = _run(connection, keyed=True, timeout=180)
-        except TimeoutError as exc:
-            return [not_available(NAME, TARGET, f"keyed jobs did not all run: {exc}")]
-        log(f"ordering: ordered {ordered:.0f} jobs/s, {overlaps} overlaps, {out_of_order} keys out of order")
+        with rqworkers(connection, *argvs):
+            unordered, _, _ = _run(connection, keyed=False, timeout=120)
+            log(f"ordering: unordered {unordered:.0f} jobs/s")
+            try:
+                ordered, overlaps, out_of_order = _run(connection, keyed=True, timeout=180)
+            except TimeoutError as exc:
+                return [not_available(NAME, TARGET, f"keyed jobs did not all run: {exc}")]
+            log(f"ordering: ordered {ordered:.0f} jobs/s, {overlaps} overlaps, {out_of_order} keys out of order")
     finally:
-        _stop(processes)
         connection.flushdb()
     if overlaps or out_of_order:
         return [

@@ -46,7 +46,7 @@ def run(connection: Redis) -> list[Result]:
     connection.xgroup_create(STREAM_KEY, STREAM_GROUP, id="0", mkstream=True)
     JobRecord.objects.all().delete()
     lags: dict[str, float] = {}
-    with rqworkers(connection, WORKERS, "--simple", QUEUE):
+    with rqworkers(connection, *[["--simple", QUEUE]] * WORKERS):
         failures: list[BaseException] = []
         producer = threading.Thread(target=_produce, args=(total, failures))
         since = datetime.now(UTC) - timedelta(seconds=1)

@@ -18,24 +18,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def rqworkers(connection: Redis, count: int, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` `rqworker ARGS` processes, registered with RQ before this yields; stopped
-    (warm shutdown, then killed after 30 s) when it returns."""
+def rqworkers(connection: Redis, *argvs: list[str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """An `rqworker ARGV` process per argv, all registered with RQ before this yields;
+    stopped (warm shutdown, then killed after 30 s) when it returns."""
+    count = len(argvs)
     processes = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", *args],
+            [sys.executable, "manage.py", "rqworker", *argv],
             cwd=ROOT,
             env=os.environ.copy(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(count)
+        for argv in argvs
     ]
     try:
         deadline = time.monotonic() + 60
         while len(Worker.all(connection=connection)) < count:
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                raise RuntimeError(f"{count} rqworker {' '.join(args)} did not all start")
+                raise RuntimeError(f"the {count} rqworker processes did not all start within 60 s")
             time.sleep(0.1)
         yield processes
     finally:
