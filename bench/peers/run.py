@@ -154,6 +154,14 @@ ROWS = [
     ),
 ]
 BASELINE = "rq-simple"
+STATS_FLUSH = 1.2  # s: a PostgreSQL backend reports its counts at most once a second
+
+
+@dataclass(frozen=True)
+class Measured:
+    rate: float  # jobs per second
+    commands: float  # Redis commands per job, the worker's start-up and idle polling included
+    transactions: float  # transactions committed per job in the row's database, likewise
 
 
 def log(message: str) -> None:
@@ -223,12 +231,23 @@ class Bench:
             tables += [table for (table,) in found]
         db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
-    def run(self, row: Row, workload: str, count: int) -> float:
-        """Jobs per second of one run (see the module's docstring)."""
+    def counters(self, row: Row) -> tuple[int, int]:
+        """(commands Redis has processed, transactions committed in the row's database)."""
+        commands = int(self.redis.info("stats")["total_commands_processed"])
+        with psycopg.connect(f"{self.pg_url}/postgres", autocommit=True) as admin:
+            found = admin.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.database(row),)
+            ).fetchone()
+        return commands, int(found[0]) if found else 0
+
+    def run(self, row: Row, workload: str, count: int) -> Measured:
+        """One run (see the module's docstring)."""
         db = self.connect(row) if row.ended_sql else None
         try:
             self.reset(row, db)
             self.client(row, "enqueue", workload, str(count))
+            time.sleep(STATS_FLUSH)  # every backend's counts reach pg_stat_database
+            before = self.counters(row)
             output = (self.workdir / f"{row.key}-{workload}.log").open("ab")
             worker = subprocess.Popen(
                 [self.python(row), *row.worker],
@@ -239,19 +258,31 @@ class Bench:
                 start_new_session=True,
             )
             try:
-                return self._watch(row, db, worker, count)
+                rate, polls = self._watch(row, db, worker, count)
             finally:
                 _stop(worker)
                 output.close()
         finally:
             if db is not None:
                 db.close()
+        time.sleep(STATS_FLUSH)
+        after = self.counters(row)
+        # Less the driver's own: a counting query per poll (two ZCARDs in Redis for bare RQ,
+        # one transaction in the database otherwise) and the first INFO.
+        commands = after[0] - before[0] - 1 - (2 * polls if row.ended_sql is None else 0)
+        transactions = after[1] - before[1] - (polls if row.ended_sql is not None else 0)
+        return Measured(rate, commands / count, transactions / count)
 
-    def _watch(self, row: Row, db: psycopg.Connection | None, worker: subprocess.Popen[bytes], count: int) -> float:
+    def _watch(
+        self, row: Row, db: psycopg.Connection | None, worker: subprocess.Popen[bytes], count: int
+    ) -> tuple[float, int]:
+        """(jobs per second, polls made)."""
         deadline = time.monotonic() + TIMEOUT
         first: tuple[float, int] | None = None
+        polls = 0
         while True:
             now, done = time.monotonic(), self.ended(row, db)
+            polls += 1
             if first is None and done > 0:
                 first = (now, done)
             if done >= count:
@@ -263,7 +294,7 @@ class Bench:
             time.sleep(POLL)
         if first is None or now <= first[0] or done <= first[1]:
             raise RuntimeError(f"{row.key}: the jobs ended too fast to time; enqueue more")
-        return (done - first[1]) / (now - first[0])
+        return (done - first[1]) / (now - first[0]), polls
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:
@@ -306,8 +337,13 @@ def _fastest(rates: dict[tuple[str, str], float], workload: str, rows: list[Row]
     return max(measured, key=lambda key: rates[(key, workload)], default=None)
 
 
-def _results(rates: dict[tuple[str, str], float], runs: dict[tuple[str, str], list[float]]) -> list[dict]:
-    """The issue's targets, per workload, each with every row's median and runs."""
+def _results(
+    rates: dict[tuple[str, str], float],
+    runs: dict[tuple[str, str], list[float]],
+    costs: dict[tuple[str, str], tuple[float, float]] | None = None,
+) -> list[dict]:
+    """The issue's targets, per workload, each with every row's median and runs (and its
+    Redis commands and database transactions per job, when given)."""
     results = []
     peers = [r for r in ROWS if not r.jobsite and not r.key.startswith("rq-")]
     isolating = [r for r in ROWS if r.jobsite and r.isolates]
@@ -318,6 +354,10 @@ def _results(rates: dict[tuple[str, str], float], runs: dict[tuple[str, str], li
             "jobs_per_s": {r.key: round(rates[(r.key, workload)], 1) for r in ROWS if (r.key, workload) in rates},
             "runs_jobs_per_s": {r.key: runs[(r.key, workload)] for r in ROWS if (r.key, workload) in runs},
         }
+        if costs:
+            mine = {r.key: costs[(r.key, workload)] for r in ROWS if (r.key, workload) in costs}
+            detail["redis_commands_per_job"] = {key: round(c, 1) for key, (c, _) in mine.items()}
+            detail["db_transactions_per_job"] = {key: round(x, 2) for key, (_, x) in mine.items()}
         best_peer, best_isolating = _fastest(rates, workload, peers), _fastest(rates, workload, isolating)
         for name, value, target in (
             (
@@ -343,21 +383,47 @@ def _results(rates: dict[tuple[str, str], float], runs: dict[tuple[str, str], li
     return results
 
 
-def _measure(bench: Bench, rows: list[Row], reps: int, scale: float) -> dict[tuple[str, str], list[float]]:
+Runs = dict[tuple[str, str], list[Measured]]
+
+
+def _measure(bench: Bench, rows: list[Row], reps: int, scale: float) -> Runs:
     for row in rows:
         log(f"setting up {row.key}")
         if row.ended_sql is not None:
             bench.create_database(row)
         bench.client(row, "setup")
-    runs: dict[tuple[str, str], list[float]] = {}
+    runs: Runs = {}
     for rep in range(reps):
         order = rows[rep % len(rows) :] + rows[: rep % len(rows)]  # each rep starts with another row
         for workload, count in WORKLOADS.items():
             for row in order:
-                rate = bench.run(row, workload, max(50, round(count * scale)))
-                runs.setdefault((row.key, workload), []).append(round(rate, 1))
-                log(f"rep {rep + 1}/{reps} {workload:6} {row.key:16} {rate:7.1f} jobs/s")
+                measured = bench.run(row, workload, max(50, round(count * scale)))
+                runs.setdefault((row.key, workload), []).append(measured)
+                log(
+                    f"rep {rep + 1}/{reps} {workload:6} {row.key:16} {measured.rate:7.1f} jobs/s, "
+                    f"{measured.commands:5.1f} Redis commands and {measured.transactions:5.2f} transactions per job"
+                )
     return runs
+
+
+def _costs_markdown(runs: Runs, rows: list[Row]) -> str:
+    """Redis commands and database transactions per job (medians): counts, not times."""
+    shown = ("noop", "fail")
+    lines = [
+        "| worker | " + " | ".join(f"Redis commands per job ({LABELS[w]})" for w in shown) + " | "
+        + " | ".join(f"database transactions per job ({LABELS[w]})" for w in shown) + " |",
+        "|---|" + "---|" * (2 * len(shown)),
+    ]  # fmt: skip
+    for row in rows:
+        commands = [statistics.median(m.commands for m in runs[(row.key, w)]) for w in shown if (row.key, w) in runs]
+        xacts = [statistics.median(m.transactions for m in runs[(row.key, w)]) for w in shown if (row.key, w) in runs]
+        if len(commands) == len(shown):
+            label = f"**{row.label}**" if row.jobsite else row.label
+            lines.append(
+                f"| {label} | " + " | ".join(f"{c:.1f}" for c in commands) + " | "
+                + " | ".join(f"{x:.2f}" for x in xacts) + " |"
+            )  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
@@ -378,12 +444,17 @@ def main(argv: list[str]) -> int:
     finally:
         for row in rows:
             bench.create_database(row, drop_only=True)
-    rates = {key: statistics.median(values) for key, values in runs.items()}
-    table = _markdown(rates, rows)
+    rates = {key: statistics.median(m.rate for m in values) for key, values in runs.items()}
+    table = _markdown(rates, rows) + "\n\n" + _costs_markdown(runs, rows)
     print(table)
     if args.scale == 1.0 and not args.rows:
         measured = time.strftime("%Y-%m-%d %H:%M")
-        written = [{**r, "measured": measured, "reps": args.reps} for r in _results(rates, runs)]
+        rounded = {key: [round(m.rate, 1) for m in values] for key, values in runs.items()}
+        costs = {
+            key: (statistics.median(m.commands for m in values), statistics.median(m.transactions for m in values))
+            for key, values in runs.items()
+        }
+        written = [{**r, "measured": measured, "reps": args.reps} for r in _results(rates, rounded, costs)]
         kept = [r for r in json.loads(RESULTS.read_text()) if not r.get("name", "").startswith("peers ")]
         RESULTS.write_text(json.dumps(kept + written, indent=2) + "\n")
         (ROOT / "bench" / "peers" / "table.md").write_text(table + "\n")
