@@ -24,6 +24,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class OwnRedis:
+    """A redis-server of a test's own on a free port, which the test stops and starts again
+    on the same port. ``persist`` (the default) keeps its data in an append-only file, so
+    that a restart keeps the queues as a production Redis would, and ``stop(wipe=True)``
+    throws it away, as a restart without persistence or a fail-over to an empty replica
+    does; DEBUG SLEEP is allowed (a server that stops answering)."""
+
+    def __init__(self, workdir: Path, *, persist: bool = True) -> None:
+        self.port, self.workdir, self.persist = free_port(), workdir, persist
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        storage = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", *storage, "--dir", str(self.workdir), "--enable-debug-command", "local"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._answers, timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except Exception:
+            return False
+
+    def stop(self, *, wipe: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if wipe:
+            shutil.rmtree(self.workdir / "appendonlydir", ignore_errors=True)
+            for dump in self.workdir.glob("*.rdb"):
+                dump.unlink()
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url)
+
+
 class RedisProcess:
     def __init__(self, workdir: Path, args: list[str], *, port: int, password: str) -> None:
         self.workdir, self.args, self.port, self.password = workdir, args, port, password

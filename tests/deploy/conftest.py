@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -13,15 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
 from tests.conftest import ROOT, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.redis_servers import OwnRedis
 
 
 @dataclass(frozen=True)
@@ -108,37 +101,9 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-class OwnRedis:
-    """A redis-server of the test's own, which it stops and starts again on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = free_port(), workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(self._answers, timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            return bool(Redis.from_url(self.url, socket_timeout=0.5).ping())
-        except Exception:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(tmp_path, persist=False)
     server.start()
     yield server
     server.stop()

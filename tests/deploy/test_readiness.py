@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import ROOT, wait_for
-from tests.deploy.conftest import Certificate, OwnRedis, Server, free_port
+from tests.deploy.conftest import Certificate, Server
 from tests.deploy.units import VENV_BIN, exec_start, unit_env
+from tests.redis_servers import OwnRedis, free_port
 
 pytestmark = pytest.mark.slow
 

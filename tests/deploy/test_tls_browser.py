@@ -18,8 +18,9 @@ from django.conf import settings
 
 from tests.browser import launched_chromium
 from tests.conftest import ROOT, database_url, wait_for
-from tests.deploy.conftest import Certificate, Server, free_port
+from tests.deploy.conftest import Certificate, Server
 from tests.deploy.units import VENV_BIN, exec_start, unit_env
+from tests.redis_servers import free_port
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,53 +16,9 @@ import psycopg
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from redis import Redis
 
 from tests.conftest import ROOT, WorkerProcess, database_url, process_env, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, persisting to an append-only file so that a
-    restart keeps the queues, as a production Redis would; ``stop(wipe=True)`` throws its
-    data away, as a restart without persistence or a fail-over to an empty replica does."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.workdir = free_port(), workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir),
-             "--enable-debug-command", "local"],  # DEBUG SLEEP: a server that stops answering
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(self._answers, timeout=10)
-
-    def _answers(self) -> bool:
-        try:
-            return bool(Redis.from_url(self.url, socket_timeout=0.5).ping())
-        except Exception:
-            return False
-
-    def stop(self, *, wipe: bool = False) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        if wipe:
-            shutil.rmtree(self.workdir / "appendonlydir", ignore_errors=True)
-            for dump in self.workdir.glob("*.rdb"):
-                dump.unlink()
-
-    def client(self) -> Redis:
-        return Redis.from_url(self.url)
+from tests.redis_servers import OwnRedis
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from redis.retry import Retry
 from rq.suspension import resume, suspend
 
 from tests.conftest import WORKER_APPNAME, database_url, process_alive, scheduler_pid, wait_for
-from tests.faults.conftest import OwnRedis, database_writes_held, free_port, mentions, wait_for_mention
+from tests.faults.conftest import database_writes_held, mentions, wait_for_mention
+from tests.redis_servers import OwnRedis, free_port
 from workers import enqueue
 from workers.events import LOST_REASON
 from workers.models import CatchUp, JobError, JobMetricTotal, JobRecord, JobStatus, Schedule, ScheduleRun
