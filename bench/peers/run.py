@@ -326,6 +326,10 @@ def _markdown(rates: dict[tuple[str, str], float], rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _jobs(workload: str, scale: float) -> int:
+    return max(50, round(WORKLOADS[workload] * scale))
+
+
 def _ratio(rates: dict[tuple[str, str], float], workload: str, a: str | None, b: str | None) -> float | None:
     if a is None or b is None or (a, workload) not in rates or (b, workload) not in rates:
         return None
@@ -341,6 +345,7 @@ def _results(
     rates: dict[tuple[str, str], float],
     runs: dict[tuple[str, str], list[float]],
     costs: dict[tuple[str, str], tuple[float, float]] | None = None,
+    scale: float = 1.0,
 ) -> list[dict]:
     """The issue's targets, per workload, each with every row's median and runs (and its
     Redis commands and database transactions per job, when given)."""
@@ -350,7 +355,7 @@ def _results(
     for workload in WORKLOADS:
         label = LABELS[workload]
         detail = {
-            "workload": f"{WORKLOADS[workload]} {label} jobs",
+            "workload": f"{_jobs(workload, scale)} {label} jobs",
             "jobs_per_s": {r.key: round(rates[(r.key, workload)], 1) for r in ROWS if (r.key, workload) in rates},
             "runs_jobs_per_s": {r.key: runs[(r.key, workload)] for r in ROWS if (r.key, workload) in runs},
         }
@@ -395,9 +400,9 @@ def _measure(bench: Bench, rows: list[Row], reps: int, scale: float) -> Runs:
     runs: Runs = {}
     for rep in range(reps):
         order = rows[rep % len(rows) :] + rows[: rep % len(rows)]  # each rep starts with another row
-        for workload, count in WORKLOADS.items():
+        for workload in WORKLOADS:
             for row in order:
-                measured = bench.run(row, workload, max(50, round(count * scale)))
+                measured = bench.run(row, workload, _jobs(workload, scale))
                 runs.setdefault((row.key, workload), []).append(measured)
                 log(
                     f"rep {rep + 1}/{reps} {workload:6} {row.key:16} {measured.rate:7.1f} jobs/s, "
@@ -447,20 +452,23 @@ def main(argv: list[str]) -> int:
     rates = {key: statistics.median(m.rate for m in values) for key, values in runs.items()}
     table = _markdown(rates, rows) + "\n\n" + _costs_markdown(runs, rows)
     print(table)
-    if args.scale == 1.0 and not args.rows:
+    if not args.rows:  # every row: the comparison is whole (its job counts are in each result)
         measured = time.strftime("%Y-%m-%d %H:%M")
         rounded = {key: [round(m.rate, 1) for m in values] for key, values in runs.items()}
         costs = {
             key: (statistics.median(m.commands for m in values), statistics.median(m.transactions for m in values))
             for key, values in runs.items()
         }
-        written = [{**r, "measured": measured, "reps": args.reps} for r in _results(rates, rounded, costs)]
+        written = [
+            {**r, "measured": measured, "reps": args.reps, "scale": args.scale}
+            for r in _results(rates, rounded, costs, args.scale)
+        ]
         kept = [r for r in json.loads(RESULTS.read_text()) if not r.get("name", "").startswith("peers ")]
         RESULTS.write_text(json.dumps(kept + written, indent=2) + "\n")
         (ROOT / "bench" / "peers" / "table.md").write_text(table + "\n")
         log(f"written to {RESULTS} and bench/peers/table.md")
     else:
-        log("a partial run (--scale or rows): bench/results.json left as it was")
+        log("some rows only: bench/results.json left as it was")
     return 0
 
 
