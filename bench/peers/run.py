@@ -1,7 +1,7 @@
 """Drive `make bench-peers`: every worker on the same three workloads, one worker process
 each, interleaved, median of 3; print the table and write the ratios to bench/results.json.
 
-``python -m bench.peers.run [--count-scale F] [--reps N] [ROW ...]`` in the project's venv;
+``python -m bench.peers.run [--scale F] [--reps N] [ROW ...]`` in the project's venv;
 scripts/bench-peers.sh makes the venvs, a redis-server of the run's own (REDIS_URL) and a
 PostgreSQL database per row (``jobsite_peers_<row>``) first.
 
