@@ -21,7 +21,7 @@ from workers.rq.job import TrackedJob
 from workers.rq.queue import TrackedQueue
 
 from .common import Result, log
-from .workerproc import rqworkers, rss_kib
+from .workerproc import empty_job_history, rqworkers, rss_kib
 
 QUEUE, FIRST, EVERY = "default", 1000, 10_000
 
@@ -32,7 +32,7 @@ def run(connection: Redis) -> list[Result]:
         raise ValueError(f"BENCH_MEMORY_JOBS must be at least {2 * FIRST}, not {total}")
     connection.flushdb()
     connection.xgroup_create(STREAM_KEY, STREAM_GROUP, id="0", mkstream=True)
-    JobRecord.objects.all().delete()
+    empty_job_history()
     queue = TrackedQueue(QUEUE, connection=connection, job_class=TrackedJob)
     for start in range(0, total, 1000):
         queue.enqueue_many([TrackedQueue.prepare_data("bench.jobs.noop") for _ in range(min(1000, total - start))])

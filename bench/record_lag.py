@@ -22,7 +22,7 @@ from workers.models import JobRecord, JobStatus
 from workers.redis import STREAM_GROUP, STREAM_KEY
 
 from .common import Result, log, percentile
-from .workerproc import rqworkers
+from .workerproc import empty_job_history, rqworkers
 
 RATE, SECONDS, WORKERS = 200, 20.0, 2
 QUEUE = "default"
@@ -44,7 +44,7 @@ def run(connection: Redis) -> list[Result]:
     total = int(float(os.environ.get("BENCH_LAG_SECONDS", SECONDS)) * RATE)
     connection.flushdb()
     connection.xgroup_create(STREAM_KEY, STREAM_GROUP, id="0", mkstream=True)
-    JobRecord.objects.all().delete()
+    empty_job_history()
     lags: dict[str, float] = {}
     with rqworkers(connection, *[["--simple", QUEUE]] * WORKERS):
         failures: list[BaseException] = []
