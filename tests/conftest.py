@@ -88,11 +88,11 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-def scheduler_pid(worker: WorkerProcess, redis: Redis, timeout: float = 60) -> int:
-    """The pid of a worker's RQ scheduler process, once it holds the default queue's lock and
-    has registered (RQ's scheduler hash names its pid). Not just "a child of the worker": at
+def scheduler_pid(worker: WorkerProcess, redis: Redis, timeout: float = 60, queue: str = "default") -> int:
+    """The pid of a worker's RQ scheduler process, once it holds the queue's lock and has
+    registered (RQ's scheduler hash names its pid). Not just "a child of the worker": at
     start a worker also runs short-lived programs (platform.architecture() runs `file`)."""
-    wait_for(lambda: redis.get("rq:scheduler-lock:default") == worker.name.encode(), timeout=timeout)
+    wait_for(lambda: redis.get(f"rq:scheduler-lock:{queue}") == worker.name.encode(), timeout=timeout)
 
     def registered() -> int | None:
         pid = redis.hget(f"rq:scheduler:{worker.name}", "pid")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 
 from tests.conftest import process_alive, scheduler_pid, wait_for
 from workers import enqueue
@@ -87,3 +89,54 @@ def test_a_worker_killed_whole_takes_its_scheduler_process_with_it(start_worker,
 
     wait_for(lambda: not process_alive(scheduler), timeout=10)
     assert b"orphaning-worker" not in {redis_conn.get(f"rq:scheduler-lock:{q}") for q in ("high", "default", "low")}
+
+
+def _finished(job_id: str) -> bool:
+    return JobRecord.objects.filter(job_id=job_id, status=JobStatus.FINISHED).exists()
+
+
+def test_a_hung_scheduler_process_is_replaced_and_does_not_hold_up_a_stop(start_worker, redis_conn):
+    """RQ forks the scheduler from a worker that already runs threads, and a lock one of
+    them held at the fork stays held in the copy for good (the standard library has
+    module-level ones): seen under load, a scheduler that never moved a due job again, and
+    a worker that never ended on SIGTERM (RQ waits for its scheduler with no limit). Here
+    SIGSTOP hangs the scheduler process on purpose, at a moment of the test's choosing."""
+    worker = start_worker(name="hung-scheduler")
+    hung = scheduler_pid(worker, redis_conn)
+    os.kill(hung, signal.SIGSTOP)
+    later = enqueue("tests.jobfuncs.add", 1, 2, delay=timedelta(seconds=1))
+
+    # No sign of life for 3 x WORKER_ALIVE_TTL: killed, and a new scheduler moves the job.
+    wait_for(lambda: _finished(later.id), timeout=60)
+    assert not process_alive(hung)
+    replacement = scheduler_pid(worker, redis_conn)
+    assert replacement != hung
+    assert "has shown no sign of life" in worker.log.read_text(errors="replace")
+
+    # A scheduler that is only idle is left alone.
+    time.sleep(4 * settings.JOBSITE["WORKER_ALIVE_TTL"])
+    assert scheduler_pid(worker, redis_conn) == replacement
+    after = enqueue("tests.jobfuncs.add", 2, 2, delay=timedelta(seconds=1))
+    wait_for(lambda: _finished(after.id), timeout=30)
+
+    # A stop waits for a hung scheduler a few seconds, not for good.
+    os.kill(replacement, signal.SIGSTOP)
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=40) == 0
+    assert not process_alive(replacement)
+    assert "did not stop within" in worker.log.read_text(errors="replace")
+
+
+def test_a_queue_whose_scheduler_lock_is_freed_is_taken_over_by_a_running_scheduler(start_worker, redis_conn):
+    """Two workers started together share the queues' scheduler locks out; when one dies
+    its locks are freed (the watchdog, or their TTL), and the other's scheduler, already
+    running for its own queues, must take the freed ones soon: RQ looks again only every
+    2 minutes, and the dead one's retries and delayed jobs waited that long."""
+    redis_conn.set("rq:scheduler-lock:default", "a-worker-now-gone", ex=3)
+    worker = start_worker(name="survivor")
+    scheduler_pid(worker, redis_conn, queue="high")
+    assert redis_conn.get("rq:scheduler-lock:default") == b"a-worker-now-gone"
+    later = enqueue("tests.jobfuncs.add", 1, 2, delay=timedelta(seconds=1))
+
+    wait_for(lambda: _finished(later.id), timeout=30)
+    assert redis_conn.get("rq:scheduler-lock:default") == b"survivor"

@@ -75,15 +75,24 @@ class Companion:
         elif expired:
             notice(f"its liveness key had expired: no heartbeat reached Redis for {setting('WORKER_ALIVE_TTL')} s")
 
+    def start_liveness(self) -> None:
+        """Start the liveness thread; the worker marks itself alive first (``beat``)."""
+        if self._beat.ident is None:
+            self._beat.start()
+
     def start(self) -> None:
-        """Start the threads; the worker marks itself alive first (``beat``)."""
-        self._beat.start()
-        self._thread.start()
+        """Start the recorder and watchdog thread (and liveness, if not yet started). The
+        worker does so once it has forked its scheduler process: this thread imports and
+        parses lazily, and a lock it held at a fork would stay held in the copy."""
+        self.start_liveness()
+        if self._thread.ident is None:
+            self._thread.start()
 
     def stop(self, *, drain: bool = False) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
-        self._beat.join(timeout=5)
+        for thread, wait in ((self._thread, 10), (self._beat, 5)):
+            if thread.ident is not None:
+                thread.join(timeout=wait)
         try:
             if drain and self.record:
                 self.recorder.drain()

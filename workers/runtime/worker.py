@@ -9,6 +9,7 @@ operator's signal stops a jobsite worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -58,6 +59,10 @@ CLAIM_LOST_EXIT = 75
 # A work horse that could not start its job (Redis went away as it marked it `started`, and
 # the job is not that): no attempt was made, and its worker puts the job back.
 NOT_STARTED_EXIT = 76
+# A scheduler process with no sign of life for this many WORKER_ALIVE_TTL is replaced, and
+# one asked to stop is killed after SCHEDULER_STOP_WAIT seconds.
+SCHEDULER_STUCK_TTLS = 3
+SCHEDULER_STOP_WAIT = 5
 # A job whose hash Redis no longer has (it came back without its data).
 GONE = "its hash is gone (Redis came back without its data)"
 
@@ -88,6 +93,7 @@ class TrackingMixin:
         self._jobsite_claim: Claim | None = None
         self._jobsite_dropped: Claim | None = None
         self._jobsite_presumed_dead: str | None = None
+        self._jobsite_companion: Companion | None = None  # while work() runs
         super().__init__(*args, **kwargs)
 
     # --- Redis outages: waited out wherever RQ would quit --------------------------------
@@ -257,10 +263,45 @@ class TrackingMixin:
             pipeline.execute()
 
     def check_for_suspension(self, burst: bool) -> None:
+        if self._jobsite_companion is not None:
+            self._jobsite_companion.start()
         self._jobsite_until_redis_answers(super().check_for_suspension, burst)  # type: ignore[misc]
 
     def run_maintenance_tasks(self) -> None:
+        self._jobsite_replace_stuck_scheduler()
         self._jobsite_until_redis_answers(super().run_maintenance_tasks)  # type: ignore[misc]
+
+    def _jobsite_replace_stuck_scheduler(self) -> None:
+        """Kill a scheduler process that has shown no sign of life for SCHEDULER_STUCK_TTLS
+        x WORKER_ALIVE_TTL: RQ's maintenance (which runs next) starts a new one, which takes
+        the locks at once (they carry this worker's name). Left alone, a hung scheduler
+        would hold the queues' scheduler locks with no due job ever moved again: retries
+        and jobs enqueued for later would wait for good."""
+        scheduler = self.scheduler  # type: ignore[attr-defined]
+        if not isinstance(scheduler, WorkerScheduler):
+            return
+        stuck, process = scheduler.stuck_for(), scheduler._process
+        if process is None or stuck < SCHEDULER_STUCK_TTLS * setting("WORKER_ALIVE_TTL"):
+            return
+        self._jobsite_kill_scheduler(process, f"has shown no sign of life for {stuck:.0f} s; replacing it")
+
+    def stop_scheduler(self) -> None:
+        # As RQ's (SIGTERM, then wait), but a scheduler that does not end in time is killed:
+        # RQ waits for it with no limit, so a hung one kept its worker from ever stopping.
+        scheduler = self.scheduler  # type: ignore[attr-defined]
+        process = scheduler._process if scheduler is not None else None
+        if process is None or process.pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=SCHEDULER_STOP_WAIT)
+        if process.is_alive():
+            self._jobsite_kill_scheduler(process, f"did not stop within {SCHEDULER_STOP_WAIT} s; killed")
+
+    def _jobsite_kill_scheduler(self, process: Any, why: str) -> None:
+        self.log.warning("Worker %s: its scheduler process (pid %s) %s", self.name, process.pid, why)  # type: ignore[attr-defined]
+        process.kill()
+        process.join(timeout=SCHEDULER_STOP_WAIT)  # SIGKILL ends even a stopped process
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         if self._jobsite_presumed_dead is not None:
@@ -347,6 +388,8 @@ class TrackingMixin:
                 self._jobsite_until_redis_answers(self._jobsite_schedule_once)
             else:
                 self.scheduler.start()
+        if self._jobsite_companion is not None:
+            self._jobsite_companion.start()  # after the fork: see work()
 
     def _jobsite_schedule_once(self) -> None:
         assert self.scheduler is not None
@@ -733,10 +776,14 @@ class TrackingMixin:
         self._jobsite_until_redis_answers(self.connection.ping)  # type: ignore[attr-defined]
         companion = Companion(self, record=self.run_recorder, outage=self._jobsite_outage)  # type: ignore[arg-type]
         self._jobsite_until_redis_answers(companion.beat)
-        companion.start()
+        # Its recorder and watchdogs start after RQ has forked the scheduler process
+        # (_start_scheduler), or at the loop's first turn without one (check_for_suspension).
+        companion.start_liveness()
+        self._jobsite_companion = companion
         try:
             return super().work(burst=burst, **kwargs)  # type: ignore[misc]
         finally:
+            self._jobsite_companion = None
             companion.stop(drain=burst)
 
 
