@@ -17,11 +17,17 @@ in the copy, by a thread the copy does not have: its first use hangs for good.
   ``tests.jobfuncs`` never started its job). So a fork also waits, up to IMPORT_WAIT
   seconds, until no other thread is importing, and holds Python's import lock across the
   fork so that no import starts in between.
+- Dates: ``datetime.strptime`` holds a module-level lock of ``_strptime`` while it parses,
+  and RQ parses every job's dates as it reads the job. RQ's scheduler process, forked while
+  the companion was parsing, hung for good at its first parse (seen under load: no due
+  job moved again). So a fork also takes that lock (up to IMPORT_WAIT seconds) and gives
+  it back on both sides.
 """
 
 from __future__ import annotations
 
 import _imp
+import _strptime
 import logging
 import os
 import threading
@@ -31,6 +37,7 @@ from importlib import _bootstrap  # type: ignore[attr-defined]
 log = logging.getLogger(__name__)
 
 IMPORT_WAIT = 5.0
+_STRPTIME_LOCK = _strptime._cache_lock  # type: ignore[attr-defined]
 
 
 def _imports_of_other_threads() -> list[str]:
@@ -71,29 +78,38 @@ class _ForkGuard:
     def __init__(self) -> None:
         # Reentrant: the thread that forks may already hold it.
         self._lock = threading.RLock()
-        self._import_lock_held = False
+        self._import_lock_held = self._strptime_lock_held = False
         os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent, after_in_child=self._reset)
 
     def _before(self) -> None:
         self._lock.acquire()
+        # Before the import lock: a thread inside strptime never waits for our guard.
+        self._strptime_lock_held = _STRPTIME_LOCK.acquire(timeout=IMPORT_WAIT)
+        if not self._strptime_lock_held:
+            log.warning("forking while another thread still parses a date: the child may hang parsing one")
         try:
             _import_lock_when_no_import_runs()
             self._import_lock_held = True
         except Exception:  # Python's import internals changed: fork as before
             log.exception("could not wait for imports before forking")
 
-    def _after_in_parent(self) -> None:
+    def _release_locks(self) -> None:
         if self._import_lock_held:
             self._import_lock_held = False
             _imp.release_lock()
+        if self._strptime_lock_held:
+            self._strptime_lock_held = False
+            _STRPTIME_LOCK.release()
+
+    def _after_in_parent(self) -> None:
+        self._release_locks()
         self._lock.release()
 
     def _reset(self) -> None:
-        # The child inherits the import lock taken in _before (Python re-creates it held
-        # by the child's only thread): give it back, and start with a fresh guard.
-        if self._import_lock_held:
-            self._import_lock_held = False
-            _imp.release_lock()
+        # The child inherits the locks taken in _before (Python re-creates the import lock
+        # held by the child's only thread; the strptime lock is a copy, held): give them
+        # back, and start with a fresh guard.
+        self._release_locks()
         self._lock = threading.RLock()
 
     def __enter__(self) -> None:
