@@ -184,3 +184,37 @@ def test_a_job_hash_rq_did_not_write_is_left_aside_and_the_others_get_through(re
 
     recorded = dict(JobRecord.objects.values_list("job_id", "status"))
     assert recorded == {job.id: JobStatus.FINISHED for job in good}
+
+
+def test_a_job_a_worker_takes_while_a_pass_looks_is_left_to_the_next_pass(redis_conn, monkeypatch):
+    # The pass reads every job's status, then fetches the jobs that differ. A jobsite worker
+    # that starts one in between has already counted the attempt in its meta: read with
+    # the old status, the record said attempt 2 of a job on its first (a loaded run).
+    from rq.utils import now, utcformat
+
+    from workers.redis import META_ATTEMPT
+    from workers.rq.job import TrackedJob
+    from workers.runtime import reconcile
+
+    taken = _plain().enqueue("tests.jobfuncs.add", 1, 1)
+    waiting = _plain().enqueue("tests.jobfuncs.add", 2, 2)  # beside it, recorded as usual
+    read_states = reconcile._rq_states
+
+    def a_worker_starts_it_meanwhile(connection, job_ids):
+        states = read_states(connection, job_ids)
+        job = TrackedJob.fetch(taken.id, connection=connection)
+        job.meta[META_ATTEMPT] = 1
+        with connection.pipeline() as pipe:  # what a start writes, in one transaction
+            pipe.hset(job.key, mapping={"status": "started", "worker_name": "w1", "started_at": utcformat(now()),
+                                        "meta": job.serializer.dumps(job.meta)})  # fmt: skip
+            pipe.execute()
+        return states
+
+    monkeypatch.setattr(reconcile, "_rq_states", a_worker_starts_it_meanwhile)
+    _pass(redis_conn)
+    assert dict(JobRecord.objects.values_list("job_id", "status")) == {waiting.id: JobStatus.QUEUED}
+
+    monkeypatch.setattr(reconcile, "_rq_states", read_states)
+    _pass(redis_conn)
+    record = JobRecord.objects.get(job_id=taken.id)
+    assert (record.status, record.attempts, record.worker) == (JobStatus.STARTED, 1, "w1")

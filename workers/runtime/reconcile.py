@@ -142,6 +142,11 @@ def reconcile_pass(
         for job in jobs:
             if not isinstance(job, TrackedJob):
                 continue  # gone since: nothing to say
+            if job.get_status(refresh=False) != candidates[job.id]:
+                # It moved on between the status read and this fetch (a worker took it as
+                # the pass looked): its meta already counts an attempt its status does not
+                # show. The next pass sees the two together.
+                continue
             try:
                 event = _event(connection, job, candidates[job.id], records.get(job.id), seen[job.id], scheduled_at)
             except Exception:
