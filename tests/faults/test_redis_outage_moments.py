@@ -476,6 +476,53 @@ def test_an_outage_during_the_companions_watchdog_pass(own_redis, start_worker, 
 
 
 @WITH_DATA_OR_EMPTY
+@pytest.mark.parametrize("moment", ["records-window", "job-read"])
+def test_an_outage_during_a_reconciliation_pass(own_redis, empty, moment, monkeypatch, caplog):
+    """The companion's reconciliation pass (after its watchdogs) meets the outage between its
+    reads and its cursor's move, or as it reads a job it is about to record (a deferred job's
+    dependency): the outage is logged once, with no traceback, like every other Redis error
+    of the companion, and the next pass after it goes through. (A loaded run logged a
+    traceback per pass instead.)"""
+    from rq import Queue
+
+    from workers.redis import RECONCILE_CURSORS_KEY, RedisOutage
+    from workers.runtime import reconcile
+    from workers.runtime.companion import Companion
+
+    if moment == "job-read":  # jobs no record has: the pass records them, reading the parent
+        plain = Queue("low", connection=own_redis.client())
+        plain.enqueue("tests.jobfuncs.add", 2, 2, depends_on=plain.enqueue("tests.jobfuncs.add", 1, 1))
+    passes: list[str] = []
+    step = "_records_window" if moment == "records-window" else "_event"
+    original = getattr(reconcile, step)
+
+    def outage_inside_the_pass(*args):
+        passes.append("begun")
+        if len(passes) == 1:
+            own_redis.stop(wipe=empty)
+        return original(*args)
+
+    monkeypatch.setattr(reconcile, step, outage_inside_the_pass)
+    worker = django_rq.get_worker("default", worker_class=TrackingSimpleWorker, name="w-reconciles")
+    outage = RedisOutage("companion w-reconciles")
+    companion = Companion(worker, record=True, outage=outage)
+    companion.beat()
+    companion.start()
+    try:
+        wait_for(lambda: outage.ongoing, timeout=30)
+        own_redis.start()
+        wait_for(lambda: not outage.ongoing, timeout=60)
+        own_redis.client().delete(RECONCILE_CURSORS_KEY)
+        wait_for(lambda: own_redis.client().hget(RECONCILE_CURSORS_KEY, "records") is not None, timeout=30)  # a pass
+        if moment == "job-read" and not empty:
+            wait_for(lambda: JobRecord.objects.count() == 2, timeout=30)  # recorded by a pass after it
+    finally:
+        companion.stop()
+    assert outage.count == 1
+    assert not [r for r in caplog.records if r.exc_info or "reconciliation pass failed" in r.getMessage()]
+
+
+@WITH_DATA_OR_EMPTY
 def test_an_outage_during_a_recorder_batch(own_redis, start_worker, start_command, empty):
     """The recorder commits a batch, then acknowledges it in Redis: the outage falls in between.
     With its data back, Redis hands the batch out again, and applying it twice counts once."""

@@ -149,6 +149,8 @@ class Companion:
         self._next_watchdog = moment + setting("WATCHDOG_INTERVAL")
         try:  # a pass that fails must not hold up the recorder this loop also runs
             reconcile_due(self.connection, owner=self.worker_name)  # takes the fork guard itself
+        except REDIS_DOWN:
+            raise  # an outage: the loop around this waits it out and logs it once
         except Exception:
             log.exception("jobsite companion of %s: reconciliation pass failed; will retry", self.worker_name)
 

@@ -37,7 +37,7 @@ from rq.utils import parse_composite_key, utcparse
 from .. import events
 from ..conf import setting
 from ..models import JobRecord
-from ..redis import RECONCILE_CURSORS_KEY, RECONCILE_LOCK_KEY
+from ..redis import RECONCILE_CURSORS_KEY, RECONCILE_LOCK_KEY, REDIS_DOWN
 from ..rq.failures import describe_failure
 from ..rq.forkguard import FORK_GUARD
 from ..rq.job import TrackedJob, epoch
@@ -149,6 +149,8 @@ def reconcile_pass(
                 continue
             try:
                 event = _event(connection, job, candidates[job.id], records.get(job.id), seen[job.id], scheduled_at)
+            except REDIS_DOWN:
+                raise  # Redis is away, not the job unreadable: the whole pass waits for it
             except Exception:
                 log.exception("reconciliation: job %s cannot be read; left as it is", job.id)
                 outcome.skipped += 1
