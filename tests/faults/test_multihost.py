@@ -16,9 +16,11 @@ at once until the test turns its delay on. Settings: jobsite.settings.test
 (c) The data host's link goes down for 10 s while jobs run: nothing lost, nothing run or
     recorded twice, every worker still up.
 
-Each phase prints its jobs, executions, attempts and outcomes. Root and iproute2 are
-needed (skipped otherwise); the test brings its own PostgreSQL, so scripts/test.sh runs it
-in its SQLite pass only (``-m "not multihost"`` in the PostgreSQL pass).
+Each phase prints its jobs, executions, attempts and outcomes. The jobs count their
+executions in files on the disk the hosts share: a count kept in Redis would cross the
+links the test cuts, and a job whose count met the cut would fail for the test's sake.
+Root and iproute2 are needed (skipped otherwise); the test brings its own PostgreSQL, so
+scripts/test.sh runs it in its SQLite pass only (``-m "not multihost"`` in the PostgreSQL pass).
 """
 
 from __future__ import annotations
@@ -223,18 +225,21 @@ def _env(redis_url: str, database_url: str) -> dict[str, str]:
 
 
 class Books:
-    """What the data host says: RQ's job hashes, the executions counted by the jobs, and
-    the records in the test's PostgreSQL."""
+    """What the data host says (RQ's job hashes, the records in the test's PostgreSQL) and
+    the executions the jobs counted on the hosts' shared disk."""
 
-    def __init__(self, redis: Redis, database_url: str) -> None:
-        self.redis, self.database_url = redis, database_url
+    def __init__(self, redis: Redis, database_url: str, runs_dir: Path) -> None:
+        self.redis, self.database_url, self.runs_dir = redis, database_url, runs_dir
 
     def job(self, job_id: str) -> tuple[str, str]:
         status, worker = self.redis.hmget(f"rq:job:{job_id}", "status", "worker_name")
         return (status or b"").decode(), (worker or b"").decode()
 
     def runs(self, name: str) -> int:
-        return int(self.redis.get(f"test:runs:{name}") or 0)
+        try:
+            return len((self.runs_dir / name).read_text().splitlines())
+        except FileNotFoundError:
+            return 0
 
     def records(self, ids: list[str]) -> dict[str, tuple[str, int, str, list[tuple[int, str]]]]:
         """job id -> (status, attempts, worker, [(attempt, exception type) of each error])."""
@@ -264,13 +269,15 @@ def _mentions(log: Path, text: str) -> int:
     return log.read_text(errors="replace").count(text)
 
 
-def _load(prefix: str, *, quick: int, slow: int, flaky: int, slow_s: float = 1.5) -> dict[str, tuple[str, int]]:
+def _load(
+    runs_dir: Path, prefix: str, *, quick: int, slow: int, flaky: int, slow_s: float = 1.5
+) -> dict[str, tuple[str, int]]:
     """Enqueue a mix; returns job id -> (counter name, executions expected)."""
     jobs: dict[str, tuple[str, int]] = {}
     for kind, count, seconds, fails in (("q", quick, 0.1, 0), ("s", slow, slow_s, 0), ("f", flaky, 0.2, 1)):
         for n in range(count):
             name = f"{prefix}-{kind}{n}"
-            job = enqueue("tests.jobfuncs.run_counted", name, seconds, fails, max_attempts=3)
+            job = enqueue("tests.jobfuncs.run_counted", str(runs_dir), name, seconds, fails, max_attempts=3)
             jobs[job.id] = (name, 1 + fails)
     return jobs
 
@@ -327,7 +334,9 @@ def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
     logs = {host: hosts.spawn(host, name, [*rqworker, name], env=env) for host, name in names.items()}
     hosts.spawn("w3", "recorder", [sys.executable, "manage.py", "record_events"], env=env)
     redis = Redis.from_url(direct_url, socket_timeout=5)
-    books = Books(redis, database_url)
+    runs_dir = hosts.workdir / "runs"  # the hosts share a disk: the count crosses no cut link
+    runs_dir.mkdir()
+    books = Books(redis, database_url, runs_dir)
     wait_for(lambda: all(redis.exists(ALIVE_KEY.format(n)) for n in names.values()), timeout=90, interval=0.3)
 
     def say(line: str) -> None:
@@ -335,9 +344,9 @@ def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
             print(f"\nmulti-host {line}", flush=True)
 
     # --- (a) a worker host cut off mid-job for longer than WORKER_ALIVE_TTL ----------------
-    warm = _load("warm", quick=3, slow=0, flaky=0)
+    warm = _load(runs_dir, "warm", quick=3, slow=0, flaky=0)
     wait_for(lambda: books.all_finished(list(warm)), timeout=90, interval=0.3)
-    victim = enqueue("tests.jobfuncs.run_counted", "victim", 4.0, max_attempts=3)
+    victim = enqueue("tests.jobfuncs.run_counted", str(runs_dir), "victim", 4.0, max_attempts=3)
     wait_for(lambda: books.job(victim.id)[0] == "started" and books.runs("victim") == 1, timeout=30, interval=0.05)
     cut_worker = books.job(victim.id)[1]
     cut_host = next(host for host, name in names.items() if name == cut_worker)
@@ -373,7 +382,7 @@ def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
     wait_for(lambda: _mentions(cut_log, f"{DROPPED} {victim.id} attempt 1"), timeout=60, interval=0.2)
     assert _mentions(cut_log, DROPPED) == 1
     # ... and the cut-off worker goes on taking jobs.
-    after = _load("after-a", quick=0, slow=9, flaky=0, slow_s=0.5)
+    after = _load(runs_dir, "after-a", quick=0, slow=9, flaky=0, slow_s=0.5)
     wait_for(lambda: books.all_finished(list(after)), timeout=120, interval=0.3)
     takers = Counter(row[2] for row in books.records(list(after)).values())
     assert takers[cut_worker] >= 1, takers
@@ -392,7 +401,7 @@ def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
         if delay:
             (hosts.workdir / "delay-on").touch()
         started = time.monotonic()
-        delayed = _load(label, quick=3, slow=0, flaky=1)
+        delayed = _load(runs_dir, label, quick=3, slow=0, flaky=1)
         wait_for(lambda: books.all_finished(list(delayed)), timeout=300, interval=0.5)  # noqa: B023
         took[label] = time.monotonic() - started
         _check_phase(books, delayed, label, say)
@@ -403,7 +412,7 @@ def _phases(hosts: Hosts, settings, monkeypatch, capsys) -> None:
     # --- (c) the data host's network down for 10 s while jobs run ----------------------------
     presumed_before = {host: _mentions(log, PRESUMED) for host, log in logs.items()}
     waited_before = {host: _mentions(log, "Redis is unavailable") for host, log in logs.items()}
-    during = _load("c", quick=3, slow=6, flaky=3)
+    during = _load(runs_dir, "c", quick=3, slow=6, flaky=3)
     wait_for(lambda: sum(books.runs(name) for name, _e in during.values()) >= 3, timeout=60, interval=0.05)
     ran_before = sum(books.runs(name) for name, _e in during.values())
     hosts.cut("data")
