@@ -385,6 +385,50 @@ def test_a_fail_over_in_progress(own_redis, start_worker, start_command, tmp_pat
         master.stop()
 
 
+@pytest.mark.parametrize("simple", [False, True], ids=["forking", "simple"])
+def test_a_fail_over_to_a_copy_that_missed_the_end_of_a_job(own_redis, start_worker, tmp_path, simple):
+    """The moment a Sentinel fail-over test met in CI: a job started before the replica was
+    cut off and ended after, so the promoted replica says the job is started by a worker
+    that is alive, and idle. No watchdog judges a live worker's job, and RQ's cleanup
+    would take minutes; the worker itself knows it runs no such job: the attempt fails as
+    lost and is retried by its policy (its outcome, if it had one, is gone)."""
+    worker = start_worker(simple=simple)
+    cue = str(tmp_path / "job")
+    job = enqueue("tests.faults.outagefuncs.hold", cue)
+    wait_for(lambda: Path(f"{cue}.running").exists(), timeout=60)
+    redis = own_redis.client()
+    # A replica with the job started, then cut off (here: promoted on its own, frozen).
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copy = OwnRedis(copy_dir)
+    copy.start()
+    copy.client().replicaof("127.0.0.1", own_redis.port)
+    wait_for(lambda: copy.client().info("replication")["master_link_status"] == "up", timeout=30)
+    assert redis.wait(1, 10_000) == 1
+    copy.client().replicaof("no", "one")
+    assert copy.client().hget(f"rq:job:{job.id}", "status") == b"started"
+
+    Path(f"{cue}.go").touch()  # the job ends on the old master only
+    _ended(job.id, JobStatus.FINISHED)
+    # The fail-over: the server the worker knows now has what the cut-off replica had.
+    redis.replicaof("127.0.0.1", copy.port)
+    wait_for(lambda: redis.info("replication")["master_link_status"] == "up", timeout=30)
+    assert redis.hget(f"rq:job:{job.id}", "status") == b"started"
+    redis.replicaof("no", "one")
+    copy.stop()
+
+    lost = f"job {job.id}: attempt lost: {worker.name} is running but not this job"
+    wait_for_mention(worker, lost)
+    assert mentions(worker, lost) == 1
+    record = wait_for(
+        lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.FINISHED, attempts=2).first(), timeout=30
+    )
+    assert record.worker == worker.name
+    assert redis.hget(f"rq:job:{job.id}", "status") == b"finished"
+    assert not redis.zcard("rq:wip:default") and not redis.smembers(f"rq:worker:{worker.name}:executions")
+    _goes_on(worker)
+
+
 # --- RQ's scheduler in a worker ---------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from ..rq.claims import Claim, claim_holder
 from ..rq.forkguard import FORK_GUARD
 from .liveness import is_alive, mark_alive
 from .reconcile import reconcile_due
-from .watchdog import abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue, vanished_jobs_end
+from .watchdog import OwnWork, abandoned_jobs_fail, dead_scheduler_locks_release, lost_jobs_requeue, vanished_jobs_end
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -43,6 +43,7 @@ class Companion:
         self._last_beat = 0.0  # time.monotonic() of the last beat that got through
         # time.monotonic() before which this companion's watchdogs judge no worker dead.
         self._judge_after = 0.0
+        self._own = OwnWork(worker.name, self._running)
         self._thread = threading.Thread(target=self._run, name=f"jobsite-companion-{worker.name}", daemon=True)
         # Liveness has a thread of its own: a recorder batch waiting on a busy database
         # (SQLite's write lock can take seconds) must not make a live worker look dead,
@@ -123,6 +124,15 @@ class Companion:
             else:
                 self.outage.ended()
 
+    def _running(self) -> set[str]:
+        """The jobs the worker runs now, from its memory: RQ's executions (registered before
+        Redis hears of them) and the attempt's claim (held until its outcome is in Redis)."""
+        running = {execution.job_id for execution in list(getattr(self.worker, "executions", {}).values())}
+        claim: Claim | None = getattr(self.worker, "_jobsite_claim", None)
+        if claim is not None:
+            running.add(claim.job_id)
+        return running
+
     def _may_judge(self) -> bool:
         """Whether this worker may judge others dead now: not within the grace after it was
         out of touch itself (``beat``), and not out of touch right now (its own liveness key
@@ -141,7 +151,7 @@ class Companion:
             # before the live ones have had time to beat again.
             return
         with FORK_GUARD:
-            abandoned_jobs_fail(self.connection, may_judge=self._may_judge)
+            abandoned_jobs_fail(self.connection, may_judge=self._may_judge, own=self._own)
             lost_jobs_requeue(self.connection)
             _ended, self._vanished_after = vanished_jobs_end(self.connection, after=self._vanished_after)
         dead_scheduler_locks_release(self.connection)

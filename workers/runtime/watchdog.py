@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from redis import Redis
@@ -34,14 +35,35 @@ from .liveness import is_alive, jobsite_worker_names, running_job
 log = logging.getLogger(__name__)
 
 
-def abandoned_jobs_fail(connection: Redis, *, may_judge: Callable[[], bool] = lambda: True) -> int:
+@dataclass
+class OwnWork:
+    """The watchdog pass's view of its own worker: its name, and the ids of the jobs it runs
+    now, read from the worker's memory (never from Redis, which may have gone back in
+    time). ``suspects``: its started executions that it did not run at the last pass."""
+
+    name: str
+    running: Callable[[], set[str]]
+    suspects: set[bytes] = field(default_factory=set)
+
+
+def abandoned_jobs_fail(
+    connection: Redis, *, may_judge: Callable[[], bool] = lambda: True, own: OwnWork | None = None
+) -> int:
     """Fail every started job whose jobsite worker is dead (and put back the ones it had
     taken but not started yet); returns how many.
 
     ``may_judge`` is asked right before each worker is judged dead: a pass held up by a
-    link that was down resumes with what it saw before (the caller's companion knows)."""
+    link that was down resumes with what it saw before (the caller's companion knows).
+
+    ``own``: the companion's own worker is alive, so no other worker ever judges its jobs;
+    but Redis may say it runs a job it does not run. Its previous process died and it was
+    restarted under the same name (its liveness key never expired), or Redis came back
+    from a copy that missed the attempt's end (a fail-over to a replica that lagged, a
+    restore). Such a job is failed here and retried by its policy, once the worker has
+    not run it at two passes in a row (see ``_leftover_fail``)."""
     known = jobsite_worker_names(connection)
     failed = 0
+    leftovers: set[bytes] = set()
     for queue in Queue.all(connection=connection, job_class=TrackedJob):
         registry = queue.started_job_registry
         for entry in connection.zrange(registry.key, 0, -1):
@@ -53,9 +75,29 @@ def abandoned_jobs_fail(connection: Redis, *, may_judge: Callable[[], bool] = la
                 connection.zrem(registry.key, entry)  # type: ignore[arg-type]
                 continue
             if job.get_status(refresh=False) == RQStatus.QUEUED:
-                failed += _unstarted_requeue(connection, queue, job, entry, execution_id, known, may_judge)  # type: ignore[arg-type]
+                failed += _unstarted_requeue(
+                    connection,
+                    queue,
+                    job,
+                    entry,
+                    execution_id,
+                    known,
+                    may_judge,
+                    own,
+                    leftovers,  # type: ignore[arg-type]
+                )
                 continue
             worker = job.worker_name or ""
+            if own is not None and worker == own.name and job.get_status(refresh=False) == RQStatus.STARTED:
+                # The job was read first: a job of this worker that it does not run now
+                # has ended (its outcome is in Redis) or is a leftover. A suspect is keyed
+                # by its execution, which no later attempt shares.
+                if job.id not in own.running():
+                    leftovers.add(entry)  # type: ignore[arg-type]
+                    if entry in own.suspects:
+                        _leftover_fail(connection, queue, job, entry, own.name)  # type: ignore[arg-type]
+                        failed += 1
+                continue
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
                 continue  # not ours to judge: plain RQ workers are left to RQ's own cleanup
             if is_alive(connection, worker) or not may_judge():
@@ -65,6 +107,8 @@ def abandoned_jobs_fail(connection: Redis, *, may_judge: Callable[[], bool] = la
                 continue
             _fail(connection, queue, job, entry, worker)  # type: ignore[arg-type]
             failed += 1
+    if own is not None:
+        own.suspects = leftovers - own.suspects  # a leftover failed now is not one any more
     return failed
 
 
@@ -76,6 +120,8 @@ def _unstarted_requeue(
     execution_id: str,
     known: set[str],
     may_judge: Callable[[], bool],
+    own: OwnWork | None = None,
+    leftovers: set[bytes] | None = None,
 ) -> int:
     """A job in the started registry that never started: its worker registered the
     execution, then died before its work horse began (a fork is slow). No attempt was
@@ -86,7 +132,15 @@ def _unstarted_requeue(
         worker = Execution.fetch(execution_id, job.id, connection=connection).worker_name
     except ValueError:  # the execution expired: RQ's cleanup drops the entry
         return 0
-    if worker not in known or is_alive(connection, worker) or not may_judge():
+    if own is not None and leftovers is not None and worker == own.name:
+        # Its own worker's, as in ``abandoned_jobs_fail``: a leftover once it is not running
+        # it at two passes in a row.
+        if job.id in own.running():
+            return 0
+        leftovers.add(entry)
+        if entry not in own.suspects:
+            return 0
+    elif worker not in known or is_alive(connection, worker) or not may_judge():
         return 0
     if not connection.set(WATCHDOG_ORPHAN_KEY.format(job.id, f"unstarted:{execution_id}"), 1, nx=True, ex=300):
         return 0
@@ -96,8 +150,10 @@ def _unstarted_requeue(
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
         pipe.delete(Execution.from_composite_key(entry.decode(), connection).key)
-        # Were the worker only cut off, what it writes of this job when it is back is dropped.
-        claim_revoke(pipe, job.id, attempt=job.attempt + 1, worker=worker)
+        if own is None or worker != own.name:
+            # Were the worker only cut off, what it writes of this job when it is back is
+            # dropped. Its own leftover keeps the claim: it may take the job again itself.
+            claim_revoke(pipe, job.id, attempt=job.attempt + 1, worker=worker)
         pipe.execute()
     queue.enqueue_job(job, at_front=True)  # as lost_jobs_requeue does (RQ watches here)
     return 1
@@ -255,20 +311,49 @@ def dead_scheduler_locks_release(connection: Redis) -> int:
 
 
 def _fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:
-    decision = retry_decision(job)
     reason = (
         f"worker died: {worker} stopped heartbeating while running this job "
         f"(killed or lost; no sign of life for {setting('WORKER_ALIVE_TTL')} s)"
     )
+    _attempt_fail(connection, queue, job, entry, worker, ("WorkerDied", reason, reason))
+
+
+def _leftover_fail(connection: Redis, queue: Queue, job: TrackedJob, entry: bytes, worker: str) -> None:
+    """Fail the attempt Redis says ``worker`` runs, when it does not: its outcome, if it had
+    one, never reached this Redis. Its execution goes too (the worker's own index of its
+    executions included), as RQ's would with an outcome."""
+    reason = (
+        f"attempt lost: {worker} is running but not this job, yet Redis had it started by {worker} "
+        "(the worker was restarted under its name after its process died, or Redis came back from a "
+        "copy that missed the attempt's end: a fail-over to a replica that lagged, a restore)"
+    )
+    execution = Execution.from_composite_key(entry.decode(), connection)
+    execution.worker_name = worker
+    _attempt_fail(connection, queue, job, entry, worker, ("AttemptLost", reason, reason), execution)
+
+
+def _attempt_fail(
+    connection: Redis,
+    queue: Queue,
+    job: TrackedJob,
+    entry: bytes,
+    worker: str,
+    failure: tuple[str, str, str],
+    execution: Execution | None = None,
+) -> None:
+    decision = retry_decision(job)
+    reason = failure[1]
     log.warning("job %s: %s", job.id, reason)
     job._jobsite_retry_delay = decision.delay
     job._jobsite_quiet = True
     with connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, entry)
+        if execution is not None:
+            execution.delete(job=job, pipeline=pipe)
         # A worker only cut off (not dead) may come back with this attempt's outcome: with
         # its claim revoked here, in the same transaction, that outcome is dropped.
         claim_revoke(pipe, job.id, attempt=job.attempt, worker=worker)
-        job.report_failure(pipe, status=decision.status, failure=("WorkerDied", reason, reason), worker=worker)
+        job.report_failure(pipe, status=decision.status, failure=failure, worker=worker)
         if decision.status == JobStatus.RETRYING:
             job.retries_left = decision.retries_left
             job.retry(queue, pipe)
