@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 
-from tests.conftest import process_alive, scheduler_pid, wait_for
+from tests.conftest import ROOT, process_alive, process_env, scheduler_pid, wait_for
 from workers import enqueue
 from workers.models import JobRecord, JobStatus
 
@@ -140,3 +143,43 @@ def test_a_queue_whose_scheduler_lock_is_freed_is_taken_over_by_a_running_schedu
 
     wait_for(lambda: _finished(later.id), timeout=30)
     assert redis_conn.get("rq:scheduler-lock:default") == b"survivor"
+
+
+def test_a_worker_restarted_under_its_name_settles_the_job_its_killed_self_left_started(start_worker, redis_conn):
+    # A unit with a fixed --name, restarted by systemd right after a SIGKILL: its liveness
+    # key never expires, so no watchdog presumes the worker dead; yet the job its killed
+    # self ran is in no horse. The worker itself knows it runs no such job.
+    job = enqueue("tests.jobfuncs.hang_first_time", "restarted", max_attempts=2)
+    doomed = start_worker(name="fixed-name")
+    horse = _pid(redis_conn, "restarted")
+    wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.STARTED).exists())
+    doomed.kill()
+    os.kill(horse, signal.SIGKILL)
+    start_worker(name="fixed-name")
+
+    record = wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.FINISHED).first(), timeout=30)
+    assert record.attempts == 2
+    [error] = record.errors.all()
+    assert (error.attempt, error.exc_type, error.worker) == (1, "AttemptLost", "fixed-name")
+    assert not redis_conn.smembers("rq:worker:fixed-name:executions")
+
+
+def test_a_second_worker_under_a_live_workers_name_is_refused_in_one_line(start_worker, redis_conn):
+    first = start_worker(name="taken-name")
+    wait_for(lambda: redis_conn.exists("jobsite:alive:taken-name"), timeout=30)
+
+    second = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "--name", "taken-name"],
+        cwd=ROOT, env=process_env("taken-name-2"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"CommandError: a worker named 'taken-name' is running already (pid {first.pid} on {socket.gethostname()}); "
+        "two workers may not share a name: give this one another --name"
+    ]
+    assert first.process.poll() is None
+    job = enqueue("tests.jobfuncs.add", 2, 3)
+    assert wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.FINISHED).first()).worker == (
+        "taken-name"
+    )

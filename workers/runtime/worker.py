@@ -34,6 +34,7 @@ from .. import events, redaction
 from ..conf import setting
 from ..ordering.keys import key_job_ended
 from ..redis import (
+    ALIVE_KEY,
     META_ATTEMPT,
     META_RUN_BASE,
     REDIS_DOWN,
@@ -50,10 +51,30 @@ from ..rq.retry import retry_decision
 from ..rq.scheduler import WorkerScheduler
 from ..statuses import JobStatus
 from .companion import Companion
-from .liveness import is_alive, mark_alive
+from .liveness import is_alive, jobsite_worker_names, mark_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class NameTaken(ValueError):
+    """A live worker holds this worker's name (RQ's own refusal is a ValueError too)."""
+
+
+def _process_runs(pid: str) -> bool:
+    """Whether ``pid`` is a process of this host other than this one (a restarted container
+    often has its predecessor's pid)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 # A work horse whose outcome was dropped (its claim taken) exits with this status.
 CLAIM_LOST_EXIT = 75
 # A work horse that could not start its job (Redis went away as it marked it `started`, and
@@ -241,6 +262,42 @@ class TrackingMixin:
 
     def register_birth(self) -> None:
         self._jobsite_until_redis_answers(super().register_birth)  # type: ignore[misc]
+
+    def _jobsite_name_freed(self) -> None:
+        """Free this worker's name from a predecessor that is gone. RQ refuses a name whose
+        registration has no death date for that registration's whole TTL (7 minutes): a unit
+        with a fixed ``--name`` restarted after its process was killed (SIGKILL, the OOM
+        killer) would fail to start all that while. A jobsite worker's name is free once its
+        holder is gone: its process no longer runs (on this host), or its liveness key has
+        expired (on another). A live holder keeps it (``NameTaken``): two workers may not
+        share a name. What the predecessor left started, the companion fails as a leftover
+        (``watchdog.abandoned_jobs_fail``)."""
+        connection = self.connection  # type: ignore[attr-defined]
+        key, name = self.key, self.name  # type: ignore[attr-defined]
+        deadline = time.monotonic() + setting("WORKER_ALIVE_TTL") + 1
+        while True:
+            host, pid, death = connection.hmget(key, "hostname", "pid", "death")
+            if host is None or death is not None or name not in jobsite_worker_names(connection):
+                return  # free, ended, or a plain RQ worker's: RQ's own rule
+            alive = connection.get(ALIVE_KEY.format(name))
+            holder = (alive or pid or b"").decode(errors="replace").partition(" ")[0]
+            here = host.decode(errors="replace") == self.hostname  # type: ignore[attr-defined]
+            # On this host, the process tells; elsewhere, its liveness key.
+            if (here and not _process_runs(holder)) or (not here and alive is None):
+                self.log.warning(  # type: ignore[attr-defined]
+                    "Worker %s: the previous worker of this name (pid %s on %s) is gone; taking its name over",
+                    name,
+                    holder or "?",
+                    host.decode(errors="replace"),
+                )
+                connection.delete(key)
+                return
+            if time.monotonic() >= deadline:
+                raise NameTaken(
+                    f"a worker named {name!r} is running already (pid {holder or '?'} on "
+                    f"{host.decode(errors='replace')}); two workers may not share a name: give this one another --name"
+                )
+            time.sleep(0.5)  # bounded: WORKER_ALIVE_TTL at most
 
     def subscribe(self) -> None:
         self._jobsite_until_redis_answers(super().subscribe)  # type: ignore[misc]
@@ -774,6 +831,8 @@ class TrackingMixin:
     def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
         # A worker started while Redis is away waits for it instead of exiting.
         self._jobsite_until_redis_answers(self.connection.ping)  # type: ignore[attr-defined]
+        # Before its first beat names this process in the liveness key.
+        self._jobsite_until_redis_answers(self._jobsite_name_freed)
         companion = Companion(self, record=self.run_recorder, outage=self._jobsite_outage)  # type: ignore[arg-type]
         self._jobsite_until_redis_answers(companion.beat)
         # Its recorder and watchdogs start after RQ has forked the scheduler process

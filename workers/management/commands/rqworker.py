@@ -65,6 +65,7 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
         would build one from RQ_QUEUES, and every client jobsite makes comes from
         workers.redis (so a Sentinel fail-over is followed by the worker, the work horses
         and RQ's scheduler, which rebuilds its client from the worker's)."""
+        from django.core.management.base import CommandError
         from django_rq.jobs import get_job_class
         from django_rq.queues import get_queues
         from django_rq.utils import reset_db_connections
@@ -73,6 +74,7 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
         from rq.logutils import setup_loghandlers
 
         from workers.redis import new_connection
+        from workers.runtime.worker import NameTaken
 
         if options.get("pid"):
             with open(os.path.expanduser(options["pid"]), "w") as fp:
@@ -105,6 +107,8 @@ class Command(SettingsChecked, DjangoRQWorkerCommand):
         except RedisConnectionError as exc:
             self.stderr.write(str(exc))
             sys.exit(1)
+        except NameTaken as exc:
+            raise CommandError(str(exc)) from None
 
 
 # Options naming a class by its dotted path, and the class it must be (or extend).
