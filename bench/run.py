@@ -1,6 +1,6 @@
 """Run the benchmarks, print one table of ratios, write bench/results.json.
 
-``python -m bench.run [--merge] [enqueue enqueue_wait roundtrips throughput ordering
+``python -m bench.run [--merge] [enqueue enqueue_wait roundtrips instructions throughput ordering
 pageviews record_lag memory apply pages]`` (default: all). scripts/bench.sh sets up what
 this expects: REDIS_URL pointing at a redis-server of its own (with a replica, for
 enqueue_wait) and DATABASE_URL at a fresh PostgreSQL database, both emptied freely here.
@@ -34,6 +34,7 @@ ITEMS = {
     "enqueue": ("enqueue latency", "<= 1.3"),
     "enqueue_wait": ("enqueue latency ENQUEUE_WAIT 1 replica/none", "<= 1.5"),
     "roundtrips": ("Redis round trips per job tracked - bare", "<= 1"),
+    "instructions": ("CPU instructions per job bare/tracked (callgrind)", ">= 0.95"),
     "throughput": ("throughput", ">= 0.90"),
     "ordering": ("ordered/unordered throughput", ">= 0.8"),
     "pageviews": ("page views Redis/direct UPDATE: visits/s, statements, p99", ">= 20"),
