@@ -39,6 +39,11 @@ def running_job(connection: Redis, worker_name: str) -> str | None:
     return job_id or None
 
 
+def is_jobsite_worker(connection: Redis, worker_name: str) -> bool:
+    """Whether a jobsite worker registered under this name (alive or not)."""
+    return bool(connection.sismember(WORKERS_SET, worker_name))
+
+
 def jobsite_worker_names(connection: Redis) -> set[str]:
     """Every jobsite worker that registered (alive or not)."""
     return {name.decode() for name in connection.smembers(WORKERS_SET)}  # type: ignore[union-attr]

@@ -45,6 +45,15 @@ class OwnWork:
     running: Callable[[], set[str]]
     suspects: set[bytes] = field(default_factory=set)
 
+    def left_over(self, job_id: str, entry: bytes, seen: set[bytes]) -> bool:
+        """Whether this started execution (``entry``) of the worker's, read from Redis before
+        this call reads the worker's memory, is a leftover: not run now, nor at the last
+        pass. Every execution not run now goes into ``seen``, this pass's suspects."""
+        if job_id in self.running():
+            return False
+        seen.add(entry)
+        return entry in self.suspects
+
 
 def abandoned_jobs_fail(
     connection: Redis, *, may_judge: Callable[[], bool] = lambda: True, own: OwnWork | None = None
@@ -89,14 +98,12 @@ def abandoned_jobs_fail(
                 continue
             worker = job.worker_name or ""
             if own is not None and worker == own.name and job.get_status(refresh=False) == RQStatus.STARTED:
-                # The job was read first: a job of this worker that it does not run now
-                # has ended (its outcome is in Redis) or is a leftover. A suspect is keyed
-                # by its execution, which no later attempt shares.
-                if job.id not in own.running():
-                    leftovers.add(entry)  # type: ignore[arg-type]
-                    if entry in own.suspects:
-                        _leftover_fail(connection, queue, job, entry, own.name)  # type: ignore[arg-type]
-                        failed += 1
+                # A job of this worker that it does not run now has ended (its outcome is
+                # in Redis) or is a leftover. A suspect is keyed by its execution, which no
+                # later attempt shares.
+                if own.left_over(job.id, entry, leftovers):  # type: ignore[arg-type]
+                    _leftover_fail(connection, queue, job, entry, own.name)  # type: ignore[arg-type]
+                    failed += 1
                 continue
             if job.get_status(refresh=False) != RQStatus.STARTED or worker not in known:
                 continue  # not ours to judge: plain RQ workers are left to RQ's own cleanup
@@ -133,12 +140,8 @@ def _unstarted_requeue(
     except ValueError:  # the execution expired: RQ's cleanup drops the entry
         return 0
     if own is not None and leftovers is not None and worker == own.name:
-        # Its own worker's, as in ``abandoned_jobs_fail``: a leftover once it is not running
-        # it at two passes in a row.
-        if job.id in own.running():
-            return 0
-        leftovers.add(entry)
-        if entry not in own.suspects:
+        # Its own worker's, as in ``abandoned_jobs_fail``.
+        if not own.left_over(job.id, entry, leftovers):
             return 0
     elif worker not in known or is_alive(connection, worker) or not may_judge():
         return 0

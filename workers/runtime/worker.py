@@ -51,7 +51,7 @@ from ..rq.retry import retry_decision
 from ..rq.scheduler import WorkerScheduler
 from ..statuses import JobStatus
 from .companion import Companion
-from .liveness import is_alive, jobsite_worker_names, mark_alive
+from .liveness import is_alive, is_jobsite_worker, mark_alive
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -277,7 +277,7 @@ class TrackingMixin:
         deadline = time.monotonic() + setting("WORKER_ALIVE_TTL") + 1
         while True:
             host, pid, death = connection.hmget(key, "hostname", "pid", "death")
-            if host is None or death is not None or name not in jobsite_worker_names(connection):
+            if host is None or death is not None or not is_jobsite_worker(connection, name):
                 return  # free, ended, or a plain RQ worker's: RQ's own rule
             alive = connection.get(ALIVE_KEY.format(name))
             holder = (alive or pid or b"").decode(errors="replace").partition(" ")[0]
