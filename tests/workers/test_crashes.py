@@ -183,3 +183,33 @@ def test_a_second_worker_under_a_live_workers_name_is_refused_in_one_line(start_
     assert wait_for(lambda: JobRecord.objects.filter(job_id=job.id, status=JobStatus.FINISHED).first()).worker == (
         "taken-name"
     )
+
+
+def test_a_leftover_is_settled_while_the_job_its_worker_runs_goes_on(start_worker, redis_conn, tmp_path):
+    # Redis says the worker also runs a second job (written as RQ's start writes it, as a
+    # fail-over to a lagging replica leaves it); the job it really runs must not be touched.
+    from rq.executions import Execution
+
+    from workers.rq.job import TrackedJob
+
+    worker = start_worker(name="busy-worker")
+    cue = str(tmp_path / "job")
+    running = enqueue("tests.faults.outagefuncs.hold", cue)
+    wait_for(lambda: (tmp_path / "job.running").exists(), timeout=60)
+    leftover = enqueue("tests.jobfuncs.add", 1, 2, max_attempts=2)
+    job = TrackedJob.fetch(leftover.id, connection=redis_conn)
+    redis_conn.lrem("rq:queue:default", 0, job.id)
+    with redis_conn.pipeline() as pipe:
+        Execution.create(job, 120, pipeline=pipe, worker_name=worker.name)
+        job.prepare_for_execution(worker.name, pipe)
+        pipe.execute()
+
+    # Settled while the worker still runs its job; retried once the worker is free.
+    settled = wait_for(lambda: JobRecord.objects.filter(job_id=leftover.id, errors__attempt=1).first(), timeout=30)
+    assert [(e.attempt, e.exc_type) for e in settled.errors.all()] == [(1, "AttemptLost")]
+    assert JobRecord.objects.get(job_id=running.id).status == JobStatus.STARTED
+    (tmp_path / "job.go").touch()
+    wait_for(lambda: _finished(running.id) and _finished(leftover.id), timeout=30)
+    assert JobRecord.objects.get(job_id=running.id).attempts == 1
+    assert JobRecord.objects.get(job_id=leftover.id).attempts == 2
+    assert not JobRecord.objects.get(job_id=running.id).errors.exists()
